@@ -142,6 +142,7 @@ class DatasetConfig:
     subtitle_csv: str = _f("", "CSV with name and subtitle columns, under data_root ('' = the dataset's usual file)")
     subtitle_column: str = _f("english", "subtitle column: english or chinese")
     label_path: str = _f("", "test-set label file (npz or csv); default per dataset", path=True)
+    label_split: str = _f("", "split key inside an .npz label file, e.g. test1_corpus ('' = the dataset's usual one)")
     candidate_path: str = _f("", "CSV of candidate labels for one-hot prompts", path=True)
     video_root: str = _f("", "videos folder ('' = the dataset's usual folder under data_root)", path=True)
     audio_root: str = _f("", "audio folder ('' = the dataset's usual folder under data_root)", path=True)

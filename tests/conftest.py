@@ -1,0 +1,44 @@
+"""Shared fixtures: the real demo assets (tiny models + synthetic data) built once per session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # train.py / inference.py live at the repo root
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    path = REPO_ROOT.parent / "shared" / "fixtures"
+    if not path.is_dir():
+        pytest.skip("../shared/fixtures is not present in this checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_assets(tmp_path_factory) -> Path:
+    """A small demo build (48 train / 12 test clips) in the real on-disk formats."""
+    from my_affectgpt.demo_assets import build_demo_assets
+
+    root = tmp_path_factory.mktemp("demo_assets")
+    build_demo_assets(root, n_train=48, n_test=12, seed=0)
+    return root
+
+
+def demo_config(assets: Path, output_dir: Path, shipped: str = "train_configs/demo.yaml") -> dict:
+    """A shipped demo config as a dict, with its ``demo_assets/`` paths moved to ``assets``."""
+    text = (REPO_ROOT / shipped).read_text()
+    cfg = OmegaConf.to_container(OmegaConf.create(text.replace("demo_assets/", f"{assets}/")))
+    cfg["run"]["output_dir"] = str(output_dir)
+    if "inference" in cfg:
+        cfg["inference"]["ckpt_root"] = str(output_dir)
+    return cfg
+
+
+def write_config(cfg: dict, path: Path) -> Path:
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    return path
