@@ -14,7 +14,6 @@ import difflib
 import logging
 import os
 import sys
-import tempfile
 import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from my_affectgpt.common import config_schema as schema
+from my_affectgpt.common.atomic import write_text_atomic
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -121,7 +121,7 @@ def _validate_section(section: str, label: str, cls, raw: Any, notes: List[str])
         if canonical in out:
             raise ConfigError(f"{label}: both {canonical} and its alias are set; keep one")
         value_aliases = schema.VALUE_ALIASES.get((section, canonical), {})
-        if value in value_aliases:
+        if isinstance(value, str) and value in value_aliases:
             notes.append(f"{label}.{canonical}: {value!r} read as {value_aliases[value]!r}")
             value = value_aliases[value]
         value = _coerce(f"{label}.{canonical}", value, hints[canonical])
@@ -210,19 +210,6 @@ class Config:
     def save(self, path: os.PathLike) -> None:
         """Write the resolved config atomically (temp file + os.replace)."""
         write_text_atomic(Path(path), self.to_yaml())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _parse_options(options: Optional[Sequence[str]]) -> DictConfig:

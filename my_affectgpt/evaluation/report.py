@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-from my_affectgpt.common.config import write_text_atomic
+from my_affectgpt.common.atomic import write_text_atomic
 from my_affectgpt.datasets.label_files import KINDS, parse_openset
 from my_affectgpt.evaluation.label_extraction import (
     canonicalize_labels,

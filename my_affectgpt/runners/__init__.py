@@ -1,0 +1,1 @@
+"""Training runners. ``runner_iter`` (``runners/runner_iter.py``) registers on import."""
