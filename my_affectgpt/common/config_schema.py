@@ -165,8 +165,7 @@ class DatasetConfig:
     au_missing_description: Literal["error", "empty", "skip"] = _f(
         "error", "a sample whose JSON has no AU descriptions: error, empty AU channel, or skip"
     )
-    max_length: int = _f(1024, "token limit of prompt + answer")
-    on_over_length: Literal["truncate", "skip"] = _f("truncate", "an over-length sample")
+    max_length: int = _f(1024, "token limit of prompt + answer (the answer is truncated to fit)")
     sample_ratio: float = _f(1.0, "mixing weight when several training datasets are configured")
 
 

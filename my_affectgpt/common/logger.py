@@ -56,6 +56,9 @@ def setup_logging() -> logging.Logger:
         handler.setFormatter(_PlainFormatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
+    # Libraries may configure the root logger (open_clip's logging.warning does): without this
+    # every line would be printed twice.
+    logger.propagate = False
     return logger
 
 

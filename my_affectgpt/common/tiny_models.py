@@ -57,9 +57,15 @@ def build_tiny_llm(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     intermediate_size: int = 128,
+    initializer_range: float = 0.3,
     seed: int = 0,
 ) -> Path:
-    """A Qwen2-style causal LM with its tokenizer, saved with ``save_pretrained``."""
+    """A Qwen2-style causal LM with its tokenizer, saved with ``save_pretrained``.
+
+    ``initializer_range`` is far above the usual 0.02: with a frozen random base and a tied,
+    frozen output embedding, 0.02 leaves the logits so flat that LoRA cannot make any token
+    confident (the loss stays near log(vocab) even when greedy decoding is right).
+    """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -77,6 +83,7 @@ def build_tiny_llm(
         pad_token_id=tok.pad_token_id,
         bos_token_id=None,
         tie_word_embeddings=True,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     Qwen2ForCausalLM(config).save_pretrained(str(out_dir))
