@@ -11,6 +11,7 @@ COMPONENT_MODULES = (
     "my_affectgpt.models",
     "my_affectgpt.datasets.builders",
     "my_affectgpt.datasets.unibench",
+    "my_affectgpt.datasets.au_agent_pairs",
 )
 
 

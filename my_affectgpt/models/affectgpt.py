@@ -32,6 +32,7 @@ from torch import nn
 from my_affectgpt.common.config_schema import PROMPT_CONTENTS, DatasetConfig, ModelConfig, feature_modalities
 from my_affectgpt.common.registry import registry
 from my_affectgpt.datasets.au_source import resolve_au_mode
+from my_affectgpt.models.llm_utils import add_lora, resolve_dtype
 from my_affectgpt.models.fusion import FusionBranch, QFormerSettings, build_fusion, build_multi_fusion
 
 logger = logging.getLogger("my_affectgpt")
@@ -134,14 +135,6 @@ class PromptNeeds:
         return cls(frozenset(contents), raw_visual, raw_acoustic, au_realtime)
 
 
-def _resolve_llm_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-
-
 def _describe_width(kind: str, width: int) -> str:
     return KNOWN_WIDTHS[kind].get(width, "no encoder this project knows")
 
@@ -183,6 +176,7 @@ class AffectGPT(nn.Module):
         self.branches = self._build_branches(self.llama_model.get_input_embeddings().embedding_dim)
         self._load_encoders()
         self._au_text_encoder = None
+        self._au_agent = None  # not a submodule: frozen, on its own device, never saved
         if needs.au_realtime:
             self._au_encoder()
 
@@ -220,7 +214,7 @@ class AffectGPT(nn.Module):
         self._modality_of_id = {i: m for m, i in self.placeholder_ids.items()}
         self._answer_end_ids = tokenizer(ANSWER_END, add_special_tokens=False).input_ids
 
-        llm = AutoModelForCausalLM.from_pretrained(cfg.llama_model, dtype=_resolve_llm_dtype(cfg.llm_dtype))
+        llm = AutoModelForCausalLM.from_pretrained(cfg.llama_model, dtype=resolve_dtype(cfg.llm_dtype))
         self._fit_vocabulary(llm, len(tokenizer))
         llm.requires_grad_(False)
         if cfg.gradient_checkpointing:
@@ -228,7 +222,7 @@ class AffectGPT(nn.Module):
             llm.enable_input_require_grads()
             llm.config.use_cache = False
         if cfg.use_lora:
-            llm = self._add_lora(llm)
+            llm = add_lora(llm, cfg)
         self.llama_model = llm
 
     @staticmethod
@@ -249,26 +243,6 @@ class AffectGPT(nn.Module):
         with torch.no_grad():
             for table in tables:
                 table.weight[old:] = table.weight[:old].mean(dim=0)
-
-    def _add_lora(self, llm):
-        from peft import LoraConfig, get_peft_model
-
-        cfg = self.cfg
-        leaf_names = {name.rsplit(".", 1)[-1] for name, _ in llm.named_modules()}
-        targets = [t for t in cfg.lora_target_modules if t in leaf_names]
-        absent = [t for t in cfg.lora_target_modules if t not in leaf_names]
-        if not targets:
-            raise ValueError(
-                f"none of model.lora_target_modules {list(cfg.lora_target_modules)} exists in the LLM "
-                f"{cfg.llama_model}; pick names of its linear layers"
-            )
-        if absent:
-            logger.warning("LoRA: the LLM has no %s layers; adapting %s", ", ".join(absent), ", ".join(targets))
-        lora = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=targets, bias="none", task_type="CAUSAL_LM",
-        )
-        return get_peft_model(llm, lora)
 
     def _build_branches(self, llm_width: int) -> nn.ModuleDict:
         cfg, contents = self.cfg, self.needs.contents
@@ -365,13 +339,26 @@ class AffectGPT(nn.Module):
             ids.extend([token] * (self._num_tokens(modality) if modality else 1))
         return ids
 
+    def _au_agent_texts(self, batch: Mapping, names: List[str]) -> Optional[List[str]]:
+        """AU-Agent mode: the batch's ``au_agent_texts``, generated from ``au_agent_frames`` by the
+        AU Agent when not given (loaded on first use, on ``model.au_agent_device``)."""
+        if batch.get("au_agent_texts") is not None or batch.get("au_agent_frames") is None:
+            return batch.get("au_agent_texts")
+        if not self.cfg.use_au_agent:
+            raise ModelInputError("the batch has au_agent_frames but model.use_au_agent is False")
+        if self._au_agent is None:
+            from my_affectgpt.models.au_agent import AUAgent
+
+            self._au_agent = AUAgent.from_model_config(self.cfg, default_device=str(self.device))
+        return self._au_agent.describe_batch(names, batch["au_agent_frames"])
+
     def _tokenize(self, batch: Mapping, with_answers: bool) -> Tuple[List[List[int]], List[List[int]]]:
         """Per-sample token ids and labels, truncated to each sample's ``max_length``."""
         prompts = list(batch["prompt"])
         size = len(prompts)
         names = self._names(batch)
         max_lengths = _per_sample(batch.get("max_length"), size, DEFAULT_MAX_LENGTH)
-        agent_texts = _per_sample(batch.get("au_agent_texts"), size, None)
+        agent_texts = _per_sample(self._au_agent_texts(batch, names), size, None)
         answers = _per_sample(batch.get("answer"), size, None) if with_answers else [None] * size
         all_ids, all_labels = [], []
         for i in range(size):

@@ -9,22 +9,17 @@ transformers is imported when an encoder is built, not when this module is impor
 """
 from __future__ import annotations
 
-from typing import Union
 
 import torch
 from torch import nn
 
 from my_affectgpt.common.registry import registry
+from my_affectgpt.models.llm_utils import resolve_dtype
 
 # Checkpoint keys that may be absent without harm: HuBERT's mask embedding is used only
 # when masking inputs during pre-training.
 _IGNORABLE_MISSING = ("masked_spec_embed",)
 
-_DTYPES = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "fp16": torch.float16, "float16": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-}
 
 
 class EncoderLoadError(ValueError):
@@ -177,18 +172,7 @@ def _wants_normalized_input(path: str, config) -> bool:
         return config.feat_extract_norm == "layer"
 
 
-def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
-    """A torch dtype from a dtype or one of the config spellings fp32/fp16/bf16 (+ long names)."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype '{dtype}'; use one of {', '.join(_DTYPES)}")
-    return _DTYPES[dtype]
-
-
-def build_encoder(name: str, path: str, device="cpu", dtype=None, reg=registry) -> FrozenEncoder:
+def build_encoder(name: str, path: str, device="cpu", dtype="fp32", reg=registry) -> FrozenEncoder:
     """Build the registered encoder ``name`` from ``path`` on ``device`` in ``dtype``."""
     encoder = reg.get_encoder_class(name)(path)
     return encoder.to(device=torch.device(device), dtype=resolve_dtype(dtype))

@@ -37,8 +37,8 @@ class VideoTextPretrainTask:
         ``au_realtime`` is ``inference.use_au_clip_realtime`` at inference time.
         """
         model_cls = self.registry.get_model_class(cfg.model.arch)
-        model = model_cls.from_config(cfg.model, cfg.datasets if dataset_cfgs is None else dataset_cfgs,
-                                      au_realtime=au_realtime)
+        extra = {"au_realtime": True} if au_realtime else {}  # only AffectGPT has an AU channel
+        model = model_cls.from_config(cfg.model, cfg.datasets if dataset_cfgs is None else dataset_cfgs, **extra)
         for key in WARM_START_KEYS:
             path = cfg.model[key]
             if not path:

@@ -1,0 +1,58 @@
+"""Helpers every model that wraps a causal LM shares: dtype names and the LoRA adapter."""
+from __future__ import annotations
+
+import logging
+from typing import Optional, Union
+
+import torch
+
+logger = logging.getLogger("my_affectgpt")
+
+DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype, None], device: Optional[torch.device] = None) -> torch.dtype:
+    """A torch dtype from a dtype, a config spelling (fp32/fp16/bf16, long names) or "auto".
+
+    ``None``/"auto": bf16 on a GPU (fp16 where bf16 is unsupported), fp32 on the CPU; the GPU
+    question is asked of ``device`` when given, else of the machine.
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "", "auto"):
+        on_gpu = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        if not on_gpu:
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype '{dtype}'; use auto or one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def add_lora(llm, cfg):
+    """Wrap ``llm`` with a fresh peft LoRA adapter from the ``lora_*`` keys of ``cfg``.
+
+    Target names the LLM does not have are reported and left out (e.g. an LLM without
+    gate/up/down projections); none at all is an error.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in llm.named_modules()}
+    targets = [t for t in cfg.lora_target_modules if t in leaf_names]
+    if not targets:
+        raise ValueError(
+            f"none of model.lora_target_modules {list(cfg.lora_target_modules)} is a layer of the LLM; "
+            "pick names of its linear layers (q_proj, v_proj, ...)"
+        )
+    absent = sorted(set(cfg.lora_target_modules) - set(targets))
+    if absent:
+        logger.warning("LoRA: the LLM has no %s layers; adapting %s", ", ".join(absent), ", ".join(targets))
+    lora = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=targets, bias="none", task_type="CAUSAL_LM",
+    )
+    return get_peft_model(llm, lora)
