@@ -1,0 +1,114 @@
+"""The real CLIs on the tiny demo: train.py, then inference.py (results, resume, scores)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import inference
+import train
+from conftest import demo_config, write_config
+
+TRAIN_OPTIONS = [
+    "run.max_epoch=2", "run.iters_per_epoch=40", "run.warmup_steps=10", "run.log_freq=20", "run.num_workers=0",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(demo_assets, tmp_path_factory):
+    """A demo model trained for 80 steps; returns (output dir, per-step losses)."""
+    out = tmp_path_factory.mktemp("demo_run")
+    cfg_path = write_config(demo_config(demo_assets, out), out / "train.yaml")
+    assert train.main(["--cfg-path", str(cfg_path), "--options", *TRAIN_OPTIONS]) == 0
+    losses = np.load(out / "training_curves" / "training_data_epoch1.npz")["losses"]
+    return out, losses
+
+
+def eval_config(demo_assets: Path, run_dir: Path, out: Path, **inference_keys) -> Path:
+    cfg = demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml")
+    cfg["run"]["output_dir"] = str(out)
+    cfg["run"]["num_workers"] = 0
+    cfg["inference"].update({"test_epoch": 1, "max_new_tokens": 24, **inference_keys})
+    return write_config(cfg, out.parent / f"{out.name}.yaml")
+
+
+def read_jsonl(path: Path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_demo_loss_falls_well_below_its_start(trained_run):
+    out, losses = trained_run
+    assert len(losses) == 80
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    assert (out / "checkpoint_000000.pth").is_file() and (out / "checkpoint_000001.pth").is_file()
+    assert (out / "config.yaml").is_file() and len((out / "log.txt").read_text().splitlines()) == 2
+
+
+def test_inference_writes_results_name2reason_and_scores(demo_assets, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "eval"
+    assert inference.main(["--cfg-path", str(eval_config(demo_assets, run_dir, out))]) == 0
+    results = out / "results-demo" / "checkpoint_000001.jsonl"
+    records = read_jsonl(results)
+    assert sorted(r["name"] for r in records) == sorted(f"demo_test_{i:05d}" for i in range(48, 60))
+    assert {r["prompt_kind"] for r in records} == {"reasoning"}
+    name2reason = np.load(results.with_suffix(".npz"), allow_pickle=True)["name2reason"].item()
+    assert name2reason == {r["name"]: r["answer"] for r in records}
+    scores = json.loads((out / "scores.json").read_text())
+    metrics = scores["datasets"]["demo"]["checkpoints"]["checkpoint_000001"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n_samples"] == 12
+
+
+def test_batched_generation_equals_batch_size_one(demo_assets, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    answers = {}
+    for size in (1, 4):
+        out = tmp_path / f"b{size}"
+        assert inference.main(["--cfg-path", str(eval_config(demo_assets, run_dir, out, batch_size=size))]) == 0
+        answers[size] = {r["name"]: r["answer"] for r in read_jsonl(out / "results-demo" / "checkpoint_000001.jsonl")}
+    assert answers[1] == answers[4]
+
+
+def test_a_killed_run_resumes_without_duplicates_or_gaps(demo_assets, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "eval"
+    cfg_path = eval_config(demo_assets, run_dir, out, batch_size=4)
+    assert inference.main(["--cfg-path", str(cfg_path)]) == 0
+    results = out / "results-demo" / "checkpoint_000001.jsonl"
+    full = read_jsonl(results)
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])  # killed mid-write
+    assert inference.main(["--cfg-path", str(cfg_path)]) == 0
+    resumed = read_jsonl(results)
+    assert len(resumed) == len(full) == 12
+    assert {r["name"]: r["answer"] for r in resumed} == {r["name"]: r["answer"] for r in full}
+
+
+def test_no_reasoning_asks_for_labels(demo_assets, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "labels"
+    assert inference.main(["--cfg-path", str(eval_config(demo_assets, run_dir, out)), "--no_reasoning"]) == 0
+    records = read_jsonl(out / "results-demo" / "checkpoint_000001.jsonl")
+    assert {r["prompt_kind"] for r in records} == {"labels"}
+
+
+def test_epoch_range_evaluates_each_checkpoint(demo_assets, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "range"
+    cfg_path = eval_config(demo_assets, run_dir, out, test_epoch=None, test_epochs="0-1", skip_epoch=1)
+    assert inference.main(["--cfg-path", str(cfg_path), "--dataset", "demo"]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert sorted(scores["datasets"]["demo"]["checkpoints"]) == ["checkpoint_000000", "checkpoint_000001"]
+
+
+def test_missing_checkpoint_and_unknown_dataset_are_one_line_errors(demo_assets, trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    cfg_path = eval_config(demo_assets, run_dir, tmp_path / "e", test_epoch=7)
+    assert inference.main(["--cfg-path", str(cfg_path)]) == 2
+    assert "checkpoint_000007.pth" in capsys.readouterr().err
+    cfg_path = eval_config(demo_assets, run_dir, tmp_path / "e2")
+    assert inference.main(["--cfg-path", str(cfg_path), "--dataset", "mer2023"]) == 2
+    assert "not in the config's datasets" in capsys.readouterr().err
