@@ -19,6 +19,7 @@ from my_affectgpt.common.config_schema import PROMPT_CONTENTS, feature_modalitie
 from my_affectgpt.conversation import prompts
 from my_affectgpt.datasets.au_source import AUSource
 from my_affectgpt.datasets.collate import collate
+from my_affectgpt.datasets.features import FeatureFileError, read_feature_matrix
 from my_affectgpt.datasets.sample_names import check_sample_name
 from my_affectgpt.datasets.tables import read_csv
 
@@ -42,17 +43,10 @@ class BadSampleError(ValueError):
 
 def load_feature_npy(name: str, path: Path, expected_rows: Optional[int] = None) -> torch.Tensor:
     """A float32 [rows, width] feature matrix; never unpickles."""
-    if not path.is_file():
-        raise BadSampleError(name, path, "feature file not found")
     try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise BadSampleError(name, path, f"unreadable feature file: {exc}") from None
-    if array.ndim != 2 or (expected_rows is not None and array.shape[0] != expected_rows):
-        want = f"[{expected_rows}, width]" if expected_rows else "[rows, width]"
-        raise BadSampleError(name, path, f"feature shape {list(array.shape)} is not {want}")
-    if not np.isfinite(array).all():
-        raise BadSampleError(name, path, "features contain NaN or inf")
+        array = read_feature_matrix(path, expected_rows)
+    except FeatureFileError as exc:
+        raise BadSampleError(name, path, str(exc)) from None
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 

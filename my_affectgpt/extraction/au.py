@@ -10,7 +10,7 @@ from typing import Iterable, List, Sequence
 
 import numpy as np
 
-from my_affectgpt.extraction.atomic import save_npy_atomic
+from my_affectgpt.common.atomic import save_npy_atomic
 
 
 class MissingAUTextsError(ValueError):
