@@ -13,7 +13,7 @@ from that output). Field metadata:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, List, Literal, Optional
 
 # What each ``face_or_frame`` value puts in the prompt, in prompt order. "multi" is the
 # pre-fused token of audio with face (``multiface*``) or frame (``multiframe*``); "text" is

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -30,6 +28,7 @@ import torch
 from torch import nn
 
 from my_affectgpt.common.config_schema import PROMPT_CONTENTS, DatasetConfig, ModelConfig, feature_modalities
+from my_affectgpt.common.atomic import write_folder_atomic
 from my_affectgpt.common.registry import registry
 from my_affectgpt.datasets.au_source import resolve_au_mode
 from my_affectgpt.models.llm_utils import add_lora, resolve_dtype
@@ -339,7 +338,7 @@ class AffectGPT(nn.Module):
             ids.extend([token] * (self._num_tokens(modality) if modality else 1))
         return ids
 
-    def _au_agent_texts(self, batch: Mapping, names: List[str]) -> Optional[List[str]]:
+    def au_agent_texts(self, batch: Mapping, names: List[str]) -> Optional[List[str]]:
         """AU-Agent mode: the batch's ``au_agent_texts``, generated from ``au_agent_frames`` by the
         AU Agent when not given (loaded on first use, on ``model.au_agent_device``)."""
         if batch.get("au_agent_texts") is not None or batch.get("au_agent_frames") is None:
@@ -358,7 +357,7 @@ class AffectGPT(nn.Module):
         size = len(prompts)
         names = self._names(batch)
         max_lengths = _per_sample(batch.get("max_length"), size, DEFAULT_MAX_LENGTH)
-        agent_texts = _per_sample(self._au_agent_texts(batch, names), size, None)
+        agent_texts = _per_sample(self.au_agent_texts(batch, names), size, None)
         answers = _per_sample(batch.get("answer"), size, None) if with_answers else [None] * size
         all_ids, all_labels = [], []
         for i in range(size):
@@ -585,28 +584,14 @@ class AffectGPT(nn.Module):
         """
         from safetensors.torch import save_file
 
-        out = Path(out_dir)
-        if out.exists() and not (out / EXPORT_FUSION).is_file():
-            raise FileExistsError(f"{out} exists and is not an exported model folder; pick another path")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-        try:
+        def fill(tmp: Path) -> None:
             if self.cfg.use_lora:
                 self.llama_model.save_pretrained(str(tmp / EXPORT_ADAPTER), save_embedding_layers=False)
             weights = {k: v.detach().cpu().contiguous() for k, v in self.branches.state_dict().items()}
             save_file(weights, str(tmp / EXPORT_FUSION), metadata={"format": "my_affectgpt-fusion"})
             (tmp / EXPORT_CONFIG).write_text(config_yaml, encoding="utf-8")
-            old = None
-            if out.exists():
-                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-                os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            if old is not None:
-                shutil.rmtree(old)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+
+        return write_folder_atomic(out_dir, fill, EXPORT_FUSION)
 
     def load_export(self, export_dir: os.PathLike) -> None:
         """Load the weights of a folder written by :meth:`export` into this (same-config) model."""

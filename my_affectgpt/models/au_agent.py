@@ -21,15 +21,14 @@ import logging
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, Hashable, List, Optional, Tuple
+from typing import Dict, Hashable, List, Tuple
 
 import torch
 from torch import nn
 
+from my_affectgpt.common.atomic import write_folder_atomic
 from my_affectgpt.common.registry import registry
 from my_affectgpt.datasets.au_json import assistant_text
 from my_affectgpt.datasets.facs import AU_NAMES, au_code, find_emotion_words
@@ -431,17 +430,4 @@ class AUAgentLM(nn.Module):
         Assembled in a temp folder beside ``out_dir`` and renamed into place; an existing
         adapter folder there is replaced.
         """
-        out = Path(out_dir)
-        if out.exists() and not (out / "adapter_config.json").is_file():
-            raise FileExistsError(f"{out} exists and is not a LoRA adapter folder; pick another path")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-        try:
-            self.llm.save_pretrained(str(tmp))
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+        return write_folder_atomic(out_dir, lambda tmp: self.llm.save_pretrained(str(tmp)), "adapter_config.json")
