@@ -112,3 +112,21 @@ def test_missing_checkpoint_and_unknown_dataset_are_one_line_errors(demo_assets,
     cfg_path = eval_config(demo_assets, run_dir, tmp_path / "e2")
     assert inference.main(["--cfg-path", str(cfg_path), "--dataset", "mer2023"]) == 2
     assert "not in the config's datasets" in capsys.readouterr().err
+
+
+def test_single_sample_script_shows_every_stage(demo_assets, trained_run, tmp_path, capsys):
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("test_single_sample", REPO_ROOT / "scripts" / "test_single_sample.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run_dir, _ = trained_run
+    cfg_path = eval_config(demo_assets, run_dir, tmp_path / "single", use_au_clip_realtime=True)
+    assert script.main(["--cfg-path", str(cfg_path), "--sample", "demo_test_00050"]) == 0
+    out = capsys.readouterr().out
+    assert "AU channel: realtime from" in out and "demo_test_00050_au_analysis.json" in out
+    assert "au_texts: list of" in out and "face: tensor [8, 768]" in out
+    assert "== prompt\n###Human:" in out and "checkpoint_000001.pth" in out and "== answer" in out
+    assert script.main(["--cfg-path", str(cfg_path), "--sample", "nope"]) == 2
