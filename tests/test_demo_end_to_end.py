@@ -130,3 +130,26 @@ def test_single_sample_script_shows_every_stage(demo_assets, trained_run, tmp_pa
     assert "au_texts: list of" in out and "face: tensor [8, 768]" in out
     assert "== prompt\n###Human:" in out and "checkpoint_000001.pth" in out and "== answer" in out
     assert script.main(["--cfg-path", str(cfg_path), "--sample", "nope"]) == 2
+
+
+def test_exported_folder_gives_the_same_answers_as_its_checkpoint(demo_assets, trained_run, tmp_path):
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("export_model", REPO_ROOT / "scripts" / "export_model.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    run_dir, _ = trained_run
+    exported = tmp_path / "exported"
+    assert script.main(["--run-dir", str(run_dir), "--ckpt", str(run_dir / "checkpoint_000001.pth"),
+                        "--out", str(exported)]) == 0
+    assert {p.name for p in exported.iterdir()} == {"adapter", "fusion.safetensors", "config.yaml"}
+    answers = {}
+    for name, ckpt in (("ckpt", run_dir / "checkpoint_000001.pth"), ("export", exported)):
+        out = tmp_path / name
+        cfg_path = eval_config(demo_assets, run_dir, out, ckpt=str(ckpt), test_epoch=None, max_new_tokens=12)
+        assert inference.main(["--cfg-path", str(cfg_path)]) == 0
+        (results,) = (out / "results-demo").glob("*.jsonl")
+        answers[name] = {r["name"]: r["answer"] for r in read_jsonl(results)}
+    assert answers["ckpt"] == answers["export"]
