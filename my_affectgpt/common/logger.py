@@ -15,6 +15,7 @@ import datetime
 import logging
 import sys
 import time
+import warnings
 from collections import deque
 from typing import Dict, Iterable, Iterator
 
@@ -59,6 +60,8 @@ def setup_logging() -> logging.Logger:
     # Libraries may configure the root logger (open_clip's logging.warning does): without this
     # every line would be printed twice.
     logger.propagate = False
+    # Raised inside peft on every model build; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     return logger
 
 
