@@ -12,7 +12,8 @@ from that output). Field metadata:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, List, Literal, Optional
 
 # What each ``face_or_frame`` value puts in the prompt, in prompt order. "multi" is the
@@ -252,3 +253,24 @@ VALUE_ALIASES = {
 def schema_for(section: str) -> Any:
     return DATASET_SECTION if section == "datasets" else SECTIONS[section]
 
+
+
+def to_dataclass(cls, cfg, label: str):
+    """``cfg`` (a dataclass, mapping or OmegaConf node) as a ``cls`` instance, defaults filled in.
+
+    Hot paths (dataset ``__getitem__``, the model's forward) read plain attributes instead of
+    OmegaConf nodes, whose attribute lookups cost microseconds each.
+    """
+    from omegaconf import OmegaConf
+
+    if isinstance(cfg, cls):
+        return cfg
+    if OmegaConf.is_config(cfg):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(cfg, Mapping):
+        raise ValueError(f"{label}: expected a mapping of keys, got {type(cfg).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"{label}: unknown keys {unknown}")
+    return cls(**dict(cfg))

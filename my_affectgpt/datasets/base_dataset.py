@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from my_affectgpt.common.config_schema import PROMPT_CONTENTS, feature_modalities
+from my_affectgpt.common.config_schema import (
+    PROMPT_CONTENTS,
+    DatasetConfig,
+    ModelConfig,
+    feature_modalities,
+    to_dataclass,
+)
 from my_affectgpt.conversation import prompts
 from my_affectgpt.datasets.au_source import AUSource
 from my_affectgpt.datasets.collate import collate
@@ -73,14 +79,14 @@ class BaseDataset(Dataset):
         question: Optional[tuple] = None,
         au_realtime: bool = False,
     ):
-        self.cfg = ds_cfg
-        self.model_cfg = model_cfg
+        self.cfg = to_dataclass(DatasetConfig, ds_cfg, "datasets")
+        self.model_cfg = to_dataclass(ModelConfig, model_cfg, "model")
         self.on_bad_sample = on_bad_sample
         self.seed = seed
         self.question = question
         self.pass_index = 0
         self.modalities = feature_modalities(ds_cfg.face_or_frame)
-        self.au = AUSource(ds_cfg, model_cfg, self.dataset_folder(), realtime=au_realtime)
+        self.au = AUSource(self.cfg, self.model_cfg, self.dataset_folder(), realtime=au_realtime)
         self.records = self.read_records()
         for record in self.records:
             check_sample_name(record["name"], self.annotation_source())
@@ -117,7 +123,7 @@ class BaseDataset(Dataset):
 
     def media_root(self, kind: str) -> Path:
         """Folder of raw ``video``, ``audio`` or ``face`` inputs."""
-        configured = self.cfg[f"{kind}_root"]
+        configured = getattr(self.cfg, f"{kind}_root")
         return Path(configured) if configured else Path(self.cfg.data_root) / self.default_media_folders[kind]
 
     def prompt_contents(self) -> tuple:

@@ -20,14 +20,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from my_affectgpt.common.config_schema import PROMPT_CONTENTS, DatasetConfig, ModelConfig, feature_modalities
+from my_affectgpt.common.config_schema import (
+    PROMPT_CONTENTS,
+    DatasetConfig,
+    ModelConfig,
+    feature_modalities,
+    to_dataclass,
+)
 from my_affectgpt.common.atomic import write_folder_atomic
 from my_affectgpt.common.registry import registry
 from my_affectgpt.datasets.au_source import resolve_au_mode
@@ -82,23 +88,6 @@ class PromptTooLongError(ModelInputError):
 
 class StateDictMismatchError(ValueError):
     """Trainable weights whose names or shapes do not match this model."""
-
-
-def _as_dataclass(cls, cfg, label: str):
-    """``cfg`` (a dataclass, mapping or OmegaConf node) as ``cls`` with defaults filled in."""
-    from omegaconf import OmegaConf
-
-    if isinstance(cfg, cls):
-        return cfg
-    if OmegaConf.is_config(cfg):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    if not isinstance(cfg, Mapping):
-        raise ValueError(f"{label}: expected a mapping of keys, got {type(cfg).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"{label}: unknown keys {unknown}")
-    return cls(**dict(cfg))
 
 
 @dataclass(frozen=True)
@@ -184,9 +173,9 @@ class AffectGPT(nn.Module):
         """Build from the validated ``model`` section and the dataset blocks (name -> block).
 
         ``au_realtime`` is ``inference.use_au_clip_realtime`` at inference time."""
-        cfg = _as_dataclass(ModelConfig, model_cfg, "model")
+        cfg = to_dataclass(ModelConfig, model_cfg, "model")
         blocks = dataset_cfgs.values() if hasattr(dataset_cfgs, "values") else dataset_cfgs
-        datasets = [_as_dataclass(DatasetConfig, block, "datasets") for block in blocks]
+        datasets = [to_dataclass(DatasetConfig, block, "datasets") for block in blocks]
         if not datasets:
             raise ValueError("the model needs at least one dataset block to know which modalities prompts use")
         return cls(cfg, PromptNeeds.from_datasets(cfg, datasets, au_realtime))

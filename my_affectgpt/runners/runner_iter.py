@@ -193,14 +193,15 @@ class RunnerIter:
             # Backward runs even for a non-finite loss (its gradients are then discarded), so
             # every DDP rank takes part in every gradient reduction.
             self.scaler.scale(loss / run.accum_grad_iters).backward()
-        finite = self._finite_on_all_ranks(loss)
+        value = float(loss.detach())  # the step's one host-device sync
+        finite = self._finite_on_all_ranks(value)
         if not finite:
-            self._on_nonfinite_loss(loss, epoch, i, step)
+            self._on_nonfinite_loss(value, epoch, i, step)
         else:
             self.nonfinite_streak = 0
         if last_of_group:
             self._optimizer_step()
-        return float(loss.detach()) if finite else None
+        return value if finite else None
 
     def _optimizer_step(self) -> None:
         if self.group_poisoned:
@@ -213,24 +214,26 @@ class RunnerIter:
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def _on_nonfinite_loss(self, loss: torch.Tensor, epoch: int, i: int, step: int) -> None:
+    def _on_nonfinite_loss(self, value: float, epoch: int, i: int, step: int) -> None:
         self.nonfinite_streak += 1
         self.group_poisoned = True
         where = f"epoch {epoch}, iteration {i} (global step {step})"
         allowed = self.run_cfg.max_nonfinite_steps
         if self.nonfinite_streak > allowed:
             raise NonFiniteLossError(
-                f"non-finite loss ({float(loss.detach())}) at {where}, {self.nonfinite_streak} consecutive "
+                f"non-finite loss ({value}) at {where}, {self.nonfinite_streak} consecutive "
                 f"iteration(s) (run.max_nonfinite_steps: {allowed}); training stopped without saving. "
                 f"Lower run.init_lr, set run.max_grad_norm, check the data for NaN/inf features, or resume "
                 f"from the last checkpoint"
             )
         logger.warning(f"non-finite loss at {where}; skipping this update ({self.nonfinite_streak}/{allowed} tolerated)")
 
-    def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
-        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
-        if self.world_size > 1:
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+    def _finite_on_all_ranks(self, value: float) -> bool:
+        """Whether every rank's loss is finite (ranks must agree to skip an update together)."""
+        if self.world_size == 1:
+            return math.isfinite(value)
+        bad = torch.tensor([0.0 if math.isfinite(value) else 1.0], device=self.device)
+        torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         return not bool(bad.item())
 
     def _set_lr(self, step: int) -> float:
