@@ -152,6 +152,7 @@ def run(cfg, dataset_names: Optional[List[str]], registry=None) -> int:
     import torch
 
     import my_affectgpt
+    from my_affectgpt.datasets.raw_media import sampling_reports
     from my_affectgpt.evaluation.metrics import EmotionWheel, load_emotion_wheel
     from my_affectgpt.evaluation.report import format_table, load_scores, record_scores, write_scores
     from my_affectgpt.evaluation.results_io import ResultsWriter
@@ -197,6 +198,7 @@ def run(cfg, dataset_names: Optional[List[str]], registry=None) -> int:
             if metrics is not None:
                 record_scores(scores, name, dataset.eval_kind, ckpt_name, metrics)
                 write_scores(scores_path, scores)
+    sampling_reports()  # emotion_peak fallbacks to uniform, one line per dataset (logged)
     if scores["datasets"]:
         print(format_table(scores))
     return 0

@@ -39,6 +39,7 @@ def main(argv: Optional[Sequence[str]] = None, registry=None) -> int:
     from my_affectgpt.common.dist_utils import cleanup_distributed, init_distributed, seed_everything
     from my_affectgpt.common.logger import setup_logging
     from my_affectgpt.common.registry import RegistryError
+    from my_affectgpt.datasets.raw_media import sampling_reports
     from my_affectgpt.runners.runner_iter import NonFiniteLossError
 
     if registry is None:
@@ -63,6 +64,7 @@ def main(argv: Optional[Sequence[str]] = None, registry=None) -> int:
         datasets = task.build_datasets(cfg)
         runner = registry.get_runner_class(cfg.run.runner)(cfg, task, model, datasets)
         runner.train()
+        sampling_reports()  # emotion_peak fallbacks to uniform, one line per dataset (logged)
     except (ValueError, FileNotFoundError, RegistryError) as exc:  # bad config or input
         print(f"error: {exc}", file=sys.stderr)
         return 2
