@@ -26,6 +26,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--options", nargs="+", default=[], help="overrides such as inference.batch_size=16")
     parser.add_argument("--no_reasoning", action="store_true", help="ask for the emotion labels only")
     parser.add_argument("--dataset", nargs="+", default=None, help="run only these datasets of the config")
+    clip = parser.add_argument_group("single-clip mode: run the pipeline on one of your own videos")
+    clip.add_argument("--video", help="a video file; prints the answer instead of running the datasets")
+    clip.add_argument("--subtitle", default="", help="what is said in the clip")
+    clip.add_argument("--au_json", help="the clip's MER-Factory AU JSON (or an OpenFace CSV beside it)")
     return parser.parse_args(argv)
 
 
@@ -142,10 +146,90 @@ def main(argv: Optional[Sequence[str]] = None, registry=None) -> int:
     options = list(args.options) + (["inference.no_reasoning=True"] if args.no_reasoning else [])
     try:
         cfg = load_config(args.cfg_path, options)
+        if args.video:
+            return run_single_clip(cfg, args, registry)
         return run(cfg, args.dataset, registry)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def single_clip_sample(ds_cfg, args) -> Tuple[dict, str]:
+    """The sample dict for ``--video`` (raw frames and audio, AU texts when ``--au_json``) and
+    a line saying where its AU channel came from."""
+    from my_affectgpt.common.config_schema import feature_modalities
+    from my_affectgpt.conversation import prompts
+    from my_affectgpt.datasets.au_json import load_au_analysis
+    from my_affectgpt.datasets.frame_sampling import FrameSampler
+    from my_affectgpt.datasets.openface_csv import augment_from_csv, openface_csv_path
+    from my_affectgpt.datasets.raw_media import audio_clips, video_pixels
+
+    modalities = feature_modalities(ds_cfg.face_or_frame)
+    if "face" in modalities:
+        raise ValueError(
+            f"single-clip mode reads frames from the video, but face_or_frame '{ds_cfg.face_or_frame}' needs "
+            f"face crops; use a frame-based value, e.g. --options datasets.<name>.face_or_frame=multiframe_audio_frame_text"
+        )
+    analysis, au_line = None, "AU block left out: no --au_json given"
+    if args.au_json:
+        analysis = load_au_analysis(args.au_json)
+        csv = openface_csv_path(args.au_json)
+        if not analysis.frames and csv.is_file():
+            analysis = augment_from_csv(analysis, csv)
+        if not analysis.summary_texts:
+            raise ValueError(f"{args.au_json} has no summary_description; run scripts/generate_au_descriptions.py "
+                             f"on it, or leave out --au_json")
+        au_line = f"AU block: {len(analysis.summary_texts)} description(s) from {args.au_json}, CLIP-encoded"
+    sample = {"name": Path(args.video).stem, "max_length": ds_cfg.max_length}
+    if "frame" in modalities:
+        sampler = FrameSampler(ds_cfg.frame_sampling, ds_cfg.frame_n_frms)
+        sample["frame_pixels"] = video_pixels(args.video, sampler, analysis, ds_cfg.image_size).pixels
+    if "audio" in modalities:
+        import torch
+
+        sample["audio_wave"] = torch.from_numpy(audio_clips(args.video, ds_cfg.clips_per_video))
+    if analysis is not None:
+        sample["au_texts"] = analysis.summary_texts
+    _, question = prompts.inference_question(args.no_reasoning)
+    sample["prompt"] = prompts.build_prompt(ds_cfg.face_or_frame, args.subtitle, question, "au" if analysis else None)
+    return sample, au_line
+
+
+def run_single_clip(cfg, args, registry=None) -> int:
+    """``--video``: one clip through the same prompt, encoders and model; prints the answer."""
+    from omegaconf import OmegaConf
+
+    import my_affectgpt
+    from my_affectgpt.datasets.collate import collate
+    from my_affectgpt.evaluation.label_extraction import extract_labels
+    from my_affectgpt.tasks.video_text_pretrain import load_trained_weights
+
+    if registry is None:
+        my_affectgpt.import_components()
+        from my_affectgpt.common.registry import registry
+    if cfg.model.skip_encoders:
+        raise ValueError("single-clip mode encodes the raw video: set model.skip_encoders: False with "
+                         "model.visual_encoder_path and model.acoustic_encoder_path")
+    if not Path(args.video).is_file():
+        raise FileNotFoundError(f"--video: {args.video} not found")
+    name = (args.dataset or list(cfg.datasets))[0]
+    block = OmegaConf.to_container(cfg.datasets[name])
+    # The model is built as configured (so the checkpoint fits), reading raw media; without
+    # --au_json only the prompt leaves the AU block out.
+    block["use_preextracted_features"] = False
+    if args.au_json:
+        block.update(use_au_clip_realtime=True, mer_factory_output=str(Path(args.au_json).parent))
+    ds_cfg = OmegaConf.create(block)
+    sample, au_line = single_clip_sample(ds_cfg, args)
+    model = registry.get_task_class(cfg.run.task)().build_model(cfg, {name: ds_cfg}, au_realtime=bool(args.au_json))
+    model = model.to(cfg.run.device).eval()
+    ckpt_name, ckpt_path = resolve_checkpoints(cfg.inference)[0]
+    load_trained_weights(model, ckpt_path)
+    inf = cfg.inference
+    answer = model.generate(collate([sample]), max_new_tokens=inf.max_new_tokens, do_sample=inf.do_sample,
+                            temperature=inf.temperature, top_p=inf.top_p)[0]
+    print(f"{au_line}\ncheckpoint: {ckpt_path}\nanswer: {answer}\nlabels: {', '.join(extract_labels(answer)) or '(none)'}")
+    return 0
 
 
 def run(cfg, dataset_names: Optional[List[str]], registry=None) -> int:

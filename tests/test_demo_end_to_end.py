@@ -153,3 +153,33 @@ def test_exported_folder_gives_the_same_answers_as_its_checkpoint(demo_assets, t
         (results,) = (out / "results-demo").glob("*.jsonl")
         answers[name] = {r["name"]: r["answer"] for r in read_jsonl(results)}
     assert answers["ckpt"] == answers["export"]
+
+
+def test_single_clip_mode_answers_for_a_users_video(demo_assets, tmp_path, capsys):
+    from helpers_tiny_encoders import write_synthetic_clip
+    from my_affectgpt.common.tiny_models import build_tiny_clip_vision, build_tiny_hubert
+
+    run_dir = tmp_path / "frame_run"
+    train_cfg = demo_config(demo_assets, run_dir)
+    train_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_text"
+    assert train.main(["--cfg-path", str(write_config(train_cfg, tmp_path / "t.yaml")), "--options",
+                       "run.max_epoch=1", "run.iters_per_epoch=2", "run.num_workers=0"]) == 0
+    video = write_synthetic_clip(tmp_path / "my_clip.mp4", n_frames=12, audio_seconds=3.0)
+    eval_cfg = demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml")
+    eval_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_text"
+    eval_cfg["model"].update(skip_encoders=False,
+                             visual_encoder_path=str(build_tiny_clip_vision(tmp_path / "clip", projection_dim=768)),
+                             acoustic_encoder_path=str(build_tiny_hubert(tmp_path / "hubert", hidden_size=1024)))
+    eval_cfg["inference"].update(test_epoch=0, max_new_tokens=8)
+    cfg_path = write_config(eval_cfg, tmp_path / "e.yaml")
+
+    name = "demo_test_00050"
+    au_json = demo_assets / "data/mer_factory_output/DEMO" / name / f"{name}_au_analysis.json"
+    for extra, au_line in (([], "AU block left out"), (["--au_json", str(au_json)], "AU block: ")):
+        assert inference.main(["--cfg-path", str(cfg_path), "--video", str(video), "--subtitle", "hi", *extra]) == 0
+        out = capsys.readouterr().out
+        assert au_line in out and "answer: " in out and "checkpoint_000000.pth" in out
+
+    shipped_demo = write_config(demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml"), tmp_path / "d.yaml")
+    assert inference.main(["--cfg-path", str(shipped_demo), "--video", str(video)]) == 2
+    assert "skip_encoders: False" in capsys.readouterr().err
