@@ -159,9 +159,8 @@ def single_clip_sample(ds_cfg, args) -> Tuple[dict, str]:
     a line saying where its AU channel came from."""
     from my_affectgpt.common.config_schema import feature_modalities
     from my_affectgpt.conversation import prompts
-    from my_affectgpt.datasets.au_json import load_au_analysis
     from my_affectgpt.datasets.frame_sampling import FrameSampler
-    from my_affectgpt.datasets.openface_csv import augment_from_csv, openface_csv_path
+    from my_affectgpt.datasets.openface_csv import load_au_analysis_with_csv
     from my_affectgpt.datasets.raw_media import audio_clips, video_pixels
 
     modalities = feature_modalities(ds_cfg.face_or_frame)
@@ -172,10 +171,7 @@ def single_clip_sample(ds_cfg, args) -> Tuple[dict, str]:
         )
     analysis, au_line = None, "AU block left out: no --au_json given"
     if args.au_json:
-        analysis = load_au_analysis(args.au_json)
-        csv = openface_csv_path(args.au_json)
-        if not analysis.frames and csv.is_file():
-            analysis = augment_from_csv(analysis, csv)
+        analysis = load_au_analysis_with_csv(args.au_json)
         if not analysis.summary_texts:
             raise ValueError(f"{args.au_json} has no summary_description; run scripts/generate_au_descriptions.py "
                              f"on it, or leave out --au_json")

@@ -207,3 +207,20 @@ def test_feature_files_never_unpickle(tmp_path):
 
     with pytest.raises(BadSampleError, match="unreadable feature file"):
         load_feature_npy("x", feature)
+
+
+def test_upstream_json_with_openface_csv_feeds_the_au_agent(demo_assets, tmp_path, shared_fixtures):
+    import shutil
+
+    assets = _copy_assets(demo_assets, tmp_path)
+    raw = demo_config(assets, tmp_path / "out")
+    raw["model"].update(use_au_agent=True, au_agent_base_model=str(assets / "models" / "tiny-au-agent"))
+    dataset = DemoBuilder(validate(raw).datasets.demo, validate(raw)).build()["train"]
+    name = dataset.records[0]["name"]
+    folder = assets / "data/mer_factory_output/DEMO" / name
+    upstream = shared_fixtures / "mer_factory_upstream"
+    shutil.copy(upstream / "default_au_analysis.json", folder / f"{name}_au_analysis.json")
+    shutil.copy(upstream / "default_openface.csv", folder / f"{name}.csv")
+    frames = dataset[0]["au_agent_frames"]
+    assert len(frames) == 1 and frames[0]["active_aus"]
+    assert frames[0]["frame"] in (154, 177, 222)  # upstream's own peaks, located in the CSV

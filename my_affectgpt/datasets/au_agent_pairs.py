@@ -28,10 +28,10 @@ from typing import Dict, List
 from torch.utils.data import Dataset
 
 from my_affectgpt.common.registry import registry
-from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUJsonError, AUJsonLocator, load_au_analysis
+from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUJsonError, AUJsonLocator
 from my_affectgpt.datasets.collate import collate
 from my_affectgpt.datasets.facs import find_emotion_words
-from my_affectgpt.datasets.openface_csv import OpenFaceCSVError, augment_from_csv, openface_csv_path
+from my_affectgpt.datasets.openface_csv import OpenFaceCSVError, load_au_analysis_with_csv
 from my_affectgpt.models.au_agent import build_user_message
 
 logger = logging.getLogger("my_affectgpt")
@@ -101,10 +101,7 @@ def pairs_from_table(path: os.PathLike) -> List[dict]:
 
 
 def _pairs_of_json(path: Path) -> List[dict]:
-    analysis = load_au_analysis(path)
-    csv_path = openface_csv_path(path)
-    if not analysis.frames and csv_path.is_file():
-        analysis = augment_from_csv(analysis, csv_path)
+    analysis = load_au_analysis_with_csv(path)
     summaries = dict(analysis.summary_descriptions)
     video = path.name[: -len(AU_JSON_SUFFIX)]
     pairs = []

@@ -66,7 +66,8 @@ class AUSource:
 
     def analysis(self, name: str, required: bool):
         """The sample's parsed AU JSON (``None`` when not configured and not ``required``)."""
-        from my_affectgpt.datasets.au_json import AUJsonError, load_au_analysis
+        from my_affectgpt.datasets.au_json import AUJsonError
+        from my_affectgpt.datasets.openface_csv import OpenFaceCSVError, load_au_analysis_with_csv
         from my_affectgpt.datasets.base_dataset import BadSampleError
 
         if self.locator is None:
@@ -77,8 +78,8 @@ class AUSource:
                 return None
             raise BadSampleError(name, path, "AU JSON not found; check mer_factory_output and the dataset folder name")
         try:
-            return load_au_analysis(path)
-        except AUJsonError as exc:
+            return load_au_analysis_with_csv(path)
+        except (AUJsonError, OpenFaceCSVError) as exc:
             raise BadSampleError(name, path, str(exc)) from None
 
     def analysis_for_sampling(self, name: str):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUAnalysis, AUFrame, UpstreamPeak
+from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUAnalysis, AUFrame, UpstreamPeak, load_au_analysis
 from my_affectgpt.datasets.facs import au_code, au_name
 
 logger = logging.getLogger("my_affectgpt")
@@ -291,3 +291,13 @@ def augment_from_csv(
         total_frames=len(frames),
         frames_source="openface_csv",
     )
+
+
+def load_au_analysis_with_csv(json_path: str | os.PathLike) -> AUAnalysis:
+    """The AU JSON, with per-frame data rebuilt from the OpenFace CSV beside it when the JSON
+    has none (what upstream MER-Factory leaves)."""
+    analysis = load_au_analysis(json_path)
+    csv_path = openface_csv_path(json_path)
+    if not analysis.frames and csv_path.is_file():
+        analysis = augment_from_csv(analysis, csv_path)
+    return analysis
