@@ -63,6 +63,16 @@ def resolve_checkpoints(inf) -> List[Tuple[str, Path]]:
     return chosen
 
 
+def checkpoint_identity(path: Path) -> dict:
+    """What a results file's answers came from; a retrained checkpoint gets a new identity."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {
+        "checkpoint": str(path.resolve()),
+        "bytes": sum(f.stat().st_size for f in files),
+        "mtime_ns": max(f.stat().st_mtime_ns for f in files),
+    }
+
+
 def inference_dataset_cfg(ds_cfg, inf):
     """A test dataset block with the ``inference.*`` overrides applied."""
     from omegaconf import OmegaConf
@@ -267,7 +277,7 @@ def run(cfg, dataset_names: Optional[List[str]], registry=None) -> int:
     for ckpt_name, ckpt_path in checkpoints:
         load_trained_weights(model, ckpt_path)
         for name, dataset in datasets.items():
-            writer = ResultsWriter(out_dir / f"results-{name}" / f"{ckpt_name}.jsonl")
+            writer = ResultsWriter(out_dir / f"results-{name}" / f"{ckpt_name}.jsonl", checkpoint_identity(ckpt_path))
             start = time.perf_counter()
             extract = llm_extractor or (extract_open_labels if dataset.eval_kind == "openset" else extract_labels)
             written = generate_dataset(model, dataset, writer, cfg, extract)

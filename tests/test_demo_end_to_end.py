@@ -183,3 +183,20 @@ def test_single_clip_mode_answers_for_a_users_video(demo_assets, tmp_path, capsy
     shipped_demo = write_config(demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml"), tmp_path / "d.yaml")
     assert inference.main(["--cfg-path", str(shipped_demo), "--video", str(video)]) == 2
     assert "skip_encoders: False" in capsys.readouterr().err
+
+
+def test_results_of_a_replaced_checkpoint_are_not_mixed_in(demo_assets, trained_run, tmp_path, capsys):
+    import os
+    import shutil
+
+    run_dir, _ = trained_run
+    ckpt_dir = tmp_path / "ckpts"
+    ckpt_dir.mkdir()
+    shutil.copy(run_dir / "checkpoint_000001.pth", ckpt_dir / "checkpoint_000001.pth")
+    out = tmp_path / "eval"
+    cfg_path = eval_config(demo_assets, ckpt_dir, out, max_new_tokens=4)
+    assert inference.main(["--cfg-path", str(cfg_path)]) == 0
+    shutil.copy(run_dir / "checkpoint_000000.pth", ckpt_dir / "checkpoint_000001.pth")  # retrained
+    os.utime(ckpt_dir / "checkpoint_000001.pth", ns=(1, 1))
+    assert inference.main(["--cfg-path", str(cfg_path)]) == 2
+    assert "move the results folder away" in capsys.readouterr().err

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
-from my_affectgpt.common.atomic import write_file_atomic, write_text_atomic
+from my_affectgpt.common.atomic import write_file_atomic, write_json_atomic, write_text_atomic
 
 
 class ResultsWriter:
@@ -17,11 +17,32 @@ class ResultsWriter:
     restarted run regenerates exactly the missing samples: no duplicates, no gaps.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, source: Optional[dict] = None):
+        """``source`` identifies what produced the answers (the checkpoint file: path, size,
+        mtime). It is kept beside the results; resuming with a different source is an error,
+        so answers of two checkpoints never mix in one file."""
         self.path = Path(path)
         self.done: Dict[str, dict] = {}  # name -> record already written
         if self.path.exists():
+            self._check_source(source)
             self._recover()
+        if source is not None:
+            write_json_atomic(self.source_path, source)
+
+    @property
+    def source_path(self) -> Path:
+        return self.path.with_suffix(".source.json")
+
+    def _check_source(self, source: Optional[dict]) -> None:
+        if source is None or not self.source_path.exists():
+            return
+        previous = json.loads(self.source_path.read_text(encoding="utf-8"))
+        if previous != source:
+            raise ValueError(
+                f"{self.path} holds answers of {previous.get('checkpoint')} as it was then "
+                f"({previous}), not of the checkpoint now at that name ({source}); move the results "
+                f"folder away (or delete the file) to generate them again"
+            )
 
     def _recover(self) -> None:
         text = self.path.read_text(encoding="utf-8")
