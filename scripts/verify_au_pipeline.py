@@ -73,7 +73,8 @@ def check_features(path: Path, rows: Optional[int], au_dim: int) -> List[str]:
 
 def check_sample(name: str, locator: AUJsonLocator, features_dir: Optional[Path], au_dim: int) -> List[str]:
     """Problems of one sample (empty when it is fine)."""
-    from my_affectgpt.datasets.au_json import AUJsonError, InvalidSampleNameError, load_au_analysis
+    from my_affectgpt.datasets.au_json import AUJsonError, load_au_analysis
+    from my_affectgpt.datasets.sample_names import InvalidSampleNameError
 
     try:
         path = locator.path(name)

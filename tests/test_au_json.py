@@ -11,13 +11,12 @@ from my_affectgpt.datasets.au_json import (
     AUJsonError,
     AUJsonLocator,
     AUJsonNotFoundError,
-    InvalidSampleNameError,
     assistant_text,
     au_json_path,
     load_au_analysis,
     parse_upstream_peak,
-    validate_sample_name,
 )
+from my_affectgpt.datasets.sample_names import InvalidSampleNameError, check_sample_name
 
 DATA = Path(__file__).parent / "data" / "au"
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mer_factory_upstream"
@@ -50,14 +49,14 @@ def test_au_json_path_without_dataset_folder():
 @pytest.mark.parametrize("name", ["a/b", "../etc", "..", "x..y", "", "  ", "a\\b", "nul\x00"])
 def test_bad_sample_names_are_rejected(name):
     with pytest.raises(InvalidSampleNameError, match="sample name"):
-        validate_sample_name(name)
+        check_sample_name(name)
     with pytest.raises(InvalidSampleNameError):
         au_json_path("/out", "MER2023", name)
 
 
 def test_good_sample_names_pass():
-    assert validate_sample_name("samplenew3_00043253") == "samplenew3_00043253"
-    assert validate_sample_name("dia1_utt0.v2") == "dia1_utt0.v2"
+    assert check_sample_name("samplenew3_00043253") == "samplenew3_00043253"
+    assert check_sample_name("dia1_utt0.v2") == "dia1_utt0.v2"
 
 
 @pytest.mark.parametrize("folder", ["/abs/MER2023", "../MER2023", "a/../b"])

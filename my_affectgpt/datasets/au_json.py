@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from my_affectgpt.datasets.sample_names import check_sample_name
+
 logger = logging.getLogger("my_affectgpt")
 
 AU_JSON_SUFFIX = "_au_analysis.json"
@@ -54,26 +56,7 @@ class AUJsonNotFoundError(FileNotFoundError):
     """No AU analysis JSON for a sample."""
 
 
-class InvalidSampleNameError(ValueError):
-    """A sample name that would escape its folder."""
-
-
 # --------------------------------------------------------------------------- paths
-
-
-def validate_sample_name(name: str) -> str:
-    """Return ``name`` if it is safe to use as a file stem, else raise."""
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidSampleNameError(
-            f"sample name {name!r} is empty or not a string; fix the dataset's annotation file"
-        )
-    separators = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
-    if any(sep in name for sep in separators) or ".." in name or "\x00" in name:
-        raise InvalidSampleNameError(
-            f"sample name {name!r} contains a path separator or '..'; sample names must be "
-            "plain file stems (fix the dataset's annotation file)"
-        )
-    return name
 
 
 def _validate_dataset_folder(dataset_folder: str | None) -> str | None:
@@ -104,7 +87,7 @@ def au_json_path(mer_factory_output: str | os.PathLike, dataset_folder: str | No
     ``dataset_folder`` is not doubled; an empty ``dataset_folder`` means the root holds
     the sample folders directly. ``AUJsonLocator`` also inspects the filesystem.
     """
-    validate_sample_name(name)
+    check_sample_name(name)
     root = Path(mer_factory_output)
     folder = _validate_dataset_folder(dataset_folder)
     base = root if folder is None or _ends_with(root, folder) else root / folder
@@ -175,7 +158,7 @@ class AUJsonLocator:
 
     def path(self, name: str) -> Path:
         """Where the sample's JSON is expected (it may not exist)."""
-        validate_sample_name(name)
+        check_sample_name(name)
         return _json_in(self.base, name)
 
     def find(self, name: str) -> Path:
