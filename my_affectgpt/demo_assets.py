@@ -16,6 +16,7 @@ from typing import Dict, List
 import numpy as np
 
 from my_affectgpt.datasets.facs import AU_NAMES
+from my_affectgpt.datasets.features import FeatureLayout
 
 DEMO_FOLDER = "DEMO"
 CLASS_PROTOTYPES: Dict[str, tuple] = {
@@ -90,6 +91,11 @@ def make_au_json(label: str, rng: random.Random) -> Dict:
     }
 
 
+def demo_feature_layout(data_dir: Path) -> FeatureLayout:
+    """The demo's features, named as the extractor names CLIP ViT-L/14 and HuBERT-large ones."""
+    return FeatureLayout(data_dir / "features", "CLIP_VIT_LARGE", "HUBERT_LARGE", N_FRAMES, N_CLIPS)
+
+
 def _class_directions(dim: int, rng: np.random.Generator) -> Dict[str, np.ndarray]:
     return {label: rng.standard_normal(dim).astype(np.float32) for label in CLASS_PROTOTYPES}
 
@@ -117,6 +123,7 @@ def build_demo_data(data_dir: Path, n_train: int, n_test: int, seed: int, signal
     np_rng = np.random.default_rng(seed)
     directions = {"visual": _class_directions(VISUAL_DIM, np_rng), "audio": _class_directions(ACOUSTIC_DIM, np_rng)}
     labels = list(CLASS_PROTOTYPES)
+    layout = demo_feature_layout(data_dir)
     rows = []
     for i in range(n_train + n_test):
         split = "train" if i < n_train else "test"
@@ -126,13 +133,11 @@ def build_demo_data(data_dir: Path, n_train: int, n_test: int, seed: int, signal
         json_dir = data_dir / "mer_factory_output" / DEMO_FOLDER / row["name"]
         json_dir.mkdir(parents=True, exist_ok=True)
         (json_dir / f"{row['name']}_au_analysis.json").write_text(json.dumps(make_au_json(row["label"], rng), indent=1))
-        features = data_dir / "features"
-        for modality, dim, rows_n, key in (("frame", VISUAL_DIM, N_FRAMES, "visual"), ("face", VISUAL_DIM, N_FRAMES, "visual"),
-                                            ("audio", ACOUSTIC_DIM, N_CLIPS, "audio")):
+        for modality, dim, key in (("frame", VISUAL_DIM, "visual"), ("face", VISUAL_DIM, "visual"),
+                                   ("audio", ACOUSTIC_DIM, "audio")):
             signal_vec = signal * directions[key][row["label"]]
-            array = np_rng.standard_normal((rows_n, dim)).astype(np.float32) + signal_vec
-            folder = f"audio_HUBERT_LARGE_{N_CLIPS}clips" if modality == "audio" else f"{modality}_CLIP_VIT_LARGE_{N_FRAMES}frms"
-            _write_npy(features / folder / f"{row['name']}.npy", array)
+            array = np_rng.standard_normal((layout.rows(modality), dim)).astype(np.float32) + signal_vec
+            _write_npy(layout.path(modality, row["name"]), array)
     for split in ("train", "test"):
         _write_split(data_dir / split, [r for r in rows if r["split"] == split])
     return rows
@@ -154,7 +159,7 @@ def build_demo_assets(out_dir: Path, n_train: int = 600, n_test: int = 120, seed
         json_root=data_dir / "mer_factory_output",
         dataset_folder=DEMO_FOLDER,
         names=[r["name"] for r in rows],
-        save_dir=data_dir / "features" / "au_CLIP_VITB32_8frms",
+        save_dir=demo_feature_layout(data_dir).folder("au"),
         clip_model=str(clip_json),
         clip_pretrained=str(clip_weights),
     )

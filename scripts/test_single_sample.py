@@ -43,9 +43,7 @@ def au_source_line(dataset, name: str) -> str:
     if mode is None:
         return "AU channel: off"
     if mode == "preextracted":
-        from my_affectgpt.datasets.au_source import AU_FEATURE_FOLDER
-
-        return f"AU channel: pre-extracted features {Path(dataset.cfg.preextracted_root) / AU_FEATURE_FOLDER / (name + '.npy')}"
+        return f"AU channel: pre-extracted features {dataset.features.path('au', name)}"
     return f"AU channel: {mode} from {dataset.au.locator.path(name)}"
 
 
@@ -56,7 +54,7 @@ def frame_indices_line(dataset, name: str) -> str:
     cfg = dataset.cfg
     if cfg.use_preextracted_features:
         return (f"frames: pre-extracted ({cfg.frame_n_frms} rows, sampled '{cfg.frame_sampling}' at extraction time: "
-                f"{dataset.feature_path('face' if 'face' in dataset.modalities else 'frame', name)})")
+                f"{dataset.features.path('face' if 'face' in dataset.modalities else 'frame', name)})")
     if not {"frame", "face"} & set(dataset.modalities):
         return "frames: none (the prompt uses no frames or faces)"
     from my_affectgpt.datasets.raw_media import find_media, video_pixels

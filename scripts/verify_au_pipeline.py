@@ -23,7 +23,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUJsonLocator  # noqa: E402
-from my_affectgpt.datasets.au_source import AU_FEATURE_FOLDER  # noqa: E402
+from my_affectgpt.datasets.features import AU_FEATURE_FOLDER  # noqa: E402
 GENERATE_HINT = "run scripts/generate_au_descriptions.py"
 
 

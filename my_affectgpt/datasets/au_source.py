@@ -12,9 +12,10 @@ import logging
 from pathlib import Path
 from typing import Dict, Optional
 
+from my_affectgpt.datasets.features import AU_FEATURE_FOLDER
+
 logger = logging.getLogger("my_affectgpt")
 
-AU_FEATURE_FOLDER = "au_CLIP_VITB32_8frms"
 
 
 def resolve_au_mode(ds_cfg, model_cfg, realtime: bool = False) -> Optional[str]:

@@ -25,7 +25,7 @@ from my_affectgpt.common.config_schema import (
 from my_affectgpt.conversation import prompts
 from my_affectgpt.datasets.au_source import AUSource
 from my_affectgpt.datasets.collate import collate
-from my_affectgpt.datasets.features import FeatureFileError, read_feature_matrix
+from my_affectgpt.datasets.features import FeatureFileError, FeatureLayout, read_feature_matrix
 from my_affectgpt.datasets.sample_names import check_sample_name
 from my_affectgpt.datasets.tables import read_csv
 
@@ -45,6 +45,12 @@ class BadSampleError(ValueError):
             f"sample '{name}': {reason} ({path}). Fix or remove the file, or set run.on_bad_sample: skip "
             f"to skip such samples (they are counted)."
         )
+
+
+def feature_layout(ds_cfg) -> FeatureLayout:
+    """Where a dataset block's pre-extracted features are."""
+    return FeatureLayout(Path(ds_cfg.preextracted_root), ds_cfg.visual_encoder, ds_cfg.acoustic_encoder,
+                         ds_cfg.frame_n_frms, ds_cfg.clips_per_video)
 
 
 def load_feature_npy(name: str, path: Path, expected_rows: Optional[int] = None) -> torch.Tensor:
@@ -86,6 +92,7 @@ class BaseDataset(Dataset):
         self.question = question
         self.pass_index = 0
         self.modalities = feature_modalities(ds_cfg.face_or_frame)
+        self.features = feature_layout(self.cfg)
         self.au = AUSource(self.cfg, self.model_cfg, self.dataset_folder(), realtime=au_realtime)
         self.records = self.read_records()
         for record in self.records:
@@ -187,18 +194,9 @@ class BaseDataset(Dataset):
             valence=record.get("valence"),
         )
 
-    def feature_path(self, modality: str, name: str) -> Path:
-        cfg = self.cfg
-        folder = {
-            "frame": f"frame_{cfg.visual_encoder}_{cfg.frame_n_frms}frms",
-            "face": f"face_{cfg.visual_encoder}_{cfg.frame_n_frms}frms",
-            "audio": f"audio_{cfg.acoustic_encoder}_{cfg.clips_per_video}clips",
-        }[modality]
-        return Path(cfg.preextracted_root) / folder / f"{name}.npy"
-
     def _preextracted(self, name: str) -> Dict:
-        rows = {"frame": self.cfg.frame_n_frms, "face": self.cfg.frame_n_frms, "audio": self.cfg.clips_per_video}
-        return {m: load_feature_npy(name, self.feature_path(m, name), rows[m]) for m in self.modalities}
+        layout = self.features
+        return {m: load_feature_npy(name, layout.path(m, name), layout.rows(m)) for m in self.modalities}
 
     def _raw_media(self, name: str) -> Dict:
         from my_affectgpt.datasets.raw_media import load_raw_media

@@ -1,10 +1,47 @@
-"""Pre-extracted feature files: one reader for the dataset and the extractor's resume check."""
+"""Pre-extracted feature files: where they live (one naming rule for the dataset, the
+extractor and the demo) and one reader for the dataset and the extractor's resume check.
+
+    {root}/frame_{VISUAL}_{n}frms/{name}.npy    [n, visual width]
+    {root}/face_{VISUAL}_{n}frms/{name}.npy     [n, visual width]
+    {root}/audio_{ACOUSTIC}_{c}clips/{name}.npy [c, acoustic width]
+    {root}/au_CLIP_VITB32_8frms/{name}.npy      [N, 512] (one row per AU description)
+
+``root`` is a dataset block's ``preextracted_root``, the extractor's ``{save_root}/{dataset}``.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+AU_FEATURE_FOLDER = "au_CLIP_VITB32_8frms"
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    root: Path
+    visual_encoder: str
+    acoustic_encoder: str
+    frame_n_frms: int
+    clips_per_video: int
+
+    def folder(self, modality: str) -> Path:
+        names = {
+            "frame": f"frame_{self.visual_encoder}_{self.frame_n_frms}frms",
+            "face": f"face_{self.visual_encoder}_{self.frame_n_frms}frms",
+            "audio": f"audio_{self.acoustic_encoder}_{self.clips_per_video}clips",
+            "au": AU_FEATURE_FOLDER,
+        }
+        return Path(self.root) / names[modality]
+
+    def path(self, modality: str, name: str) -> Path:
+        return self.folder(modality) / f"{name}.npy"
+
+    def rows(self, modality: str) -> Optional[int]:
+        """Rows every file of ``modality`` has (None: varies per sample)."""
+        return {"frame": self.frame_n_frms, "face": self.frame_n_frms, "audio": self.clips_per_video}.get(modality)
 
 
 class FeatureFileError(ValueError):

@@ -251,7 +251,7 @@ def merge_shard_reports(settings: ExtractionSettings) -> Optional[Path]:
     from my_affectgpt.common.atomic import write_json_atomic
 
     layout = settings.layout()
-    shard_files = list(layout.dataset_dir.glob(f"extraction_report.shard*of{settings.shard_count}.json"))
+    shard_files = list(layout.root.glob(f"extraction_report.shard*of{settings.shard_count}.json"))
     if not shard_files:
         return None
     write_json_atomic(layout.report_path(), merge_report_files(shard_files), tag=settings.temp_tag)
@@ -276,7 +276,7 @@ def run_extraction(settings: ExtractionSettings) -> Tuple[ExtractionReport, Path
     layout = settings.layout()
     settings_record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
     report = ExtractionReport(settings.dataset, settings.modalities, settings.shard, settings_record)
-    for folder in [layout.dataset_dir] + [layout.folder(m) for m in settings.modalities]:
+    for folder in [layout.root] + [layout.folder(m) for m in settings.modalities]:
         report.removed_temp_files += remove_stale_temps(folder, settings.temp_tag)
 
     locator = au_locator(settings)
