@@ -238,3 +238,23 @@ def test_clip_normalize_layout_and_statistics():
 def test_clip_normalize_rejects_non_uint8():
     with pytest.raises(ValueError, match="uint8"):
         clip_normalize(np.zeros((1, 4, 4, 3), np.float32))
+
+
+class _DecoderThreadsSeen:
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        from my_affectgpt.processors.media import _decoder_threads
+
+        return _decoder_threads()
+
+
+def test_video_decoding_is_single_threaded_inside_dataloader_workers():
+    """N workers each starting a decoder thread per core would oversubscribe the CPU N times."""
+    from torch.utils.data import DataLoader
+
+    from my_affectgpt.processors.media import _decoder_threads
+
+    assert _decoder_threads() == 0  # main process: one thread per core, ffmpeg's choice
+    assert list(DataLoader(_DecoderThreadsSeen(), batch_size=None, num_workers=1)) == [1]

@@ -87,6 +87,17 @@ class DecodedVideo:
     num_frames: int
 
 
+def _decoder_threads() -> int:
+    """1 inside a DataLoader worker, else 0 (ffmpeg picks one thread per core).
+
+    The workers are the parallelism there: with every worker's decoder also starting a
+    thread per core, N workers oversubscribe the machine N times over.
+    """
+    from torch.utils.data import get_worker_info
+
+    return 1 if get_worker_info() is not None else 0
+
+
 def read_video_frames(path, sampler: FrameSelection, size: int = 224) -> DecodedVideo:
     """Decode the sampled frames of a video, resized to ``size`` x ``size`` while decoding."""
     import decord
@@ -97,7 +108,8 @@ def read_video_frames(path, sampler: FrameSelection, size: int = 224) -> Decoded
     if not path.is_file():
         raise MediaNotFoundError(f"video file not found: {path}")
     try:
-        reader = decord.VideoReader(str(path), width=size, height=size, ctx=decord.cpu(0))
+        reader = decord.VideoReader(str(path), width=size, height=size, ctx=decord.cpu(0),
+                                    num_threads=_decoder_threads())
         num_frames = len(reader)
         fps = float(reader.get_avg_fps())
     except decord_errors as err:
@@ -235,7 +247,7 @@ def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, AudioInfo]:
         raise MediaError(
             f"no audio could be decoded from {path} ({dropped} of {packets} packets were invalid)"
         )
-    wave = np.concatenate([chunk.mean(axis=0) for chunk in chunks]).astype(np.float32)
+    wave = np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32)  # chunks are [channels, samples]
     return wave, info
 
 
@@ -267,10 +279,14 @@ def clip_normalize(frames) -> "torch.Tensor":  # noqa: F821 (torch is imported l
     """uint8 RGB ``[T, H, W, 3]`` -> CLIP-normalised float32 tensor ``[T, 3, H, W]``."""
     import torch
 
-    frames = torch.as_tensor(np.asarray(frames))
+    frames = torch.as_tensor(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {tuple(frames.shape)} {frames.dtype}")
-    pixels = frames.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    # (x / 255 - mean) / std as one scale and one shift, in place on a single float copy. It
+    # runs on every sample's frames; written as four whole-tensor passes it cost ~6 ms of the
+    # ~20 ms it takes to decode a sample on one CPU core.
+    scale = torch.tensor([1.0 / (255.0 * s) for s in CLIP_STD]).view(1, 3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(CLIP_MEAN, CLIP_STD)]).view(1, 3, 1, 1)
+    pixels = torch.empty(frames.shape[0], 3, *frames.shape[1:3], dtype=torch.float32)
+    pixels.copy_(frames.permute(0, 3, 1, 2))
+    return pixels.mul_(scale).add_(shift)
