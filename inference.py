@@ -171,7 +171,7 @@ def single_clip_sample(ds_cfg, args) -> Tuple[dict, str]:
     from my_affectgpt.conversation import prompts
     from my_affectgpt.datasets.frame_sampling import FrameSampler
     from my_affectgpt.datasets.openface_csv import load_au_analysis_with_csv
-    from my_affectgpt.datasets.raw_media import audio_clips, video_pixels
+    from my_affectgpt.datasets.raw_media import audio_clips, video_frames
 
     modalities = feature_modalities(ds_cfg.face_or_frame)
     if "face" in modalities:
@@ -189,7 +189,7 @@ def single_clip_sample(ds_cfg, args) -> Tuple[dict, str]:
     sample = {"name": Path(args.video).stem, "max_length": ds_cfg.max_length}
     if "frame" in modalities:
         sampler = FrameSampler(ds_cfg.frame_sampling, ds_cfg.frame_n_frms)
-        sample["frame_pixels"] = video_pixels(args.video, sampler, analysis, ds_cfg.image_size).pixels
+        sample["frame_pixels"] = video_frames(args.video, sampler, analysis, ds_cfg.image_size).pixels()
     if "audio" in modalities:
         import torch
 

@@ -57,10 +57,10 @@ def frame_indices_line(dataset, name: str) -> str:
                 f"{dataset.features.path('face' if 'face' in dataset.modalities else 'frame', name)})")
     if not {"frame", "face"} & set(dataset.modalities):
         return "frames: none (the prompt uses no frames or faces)"
-    from my_affectgpt.datasets.raw_media import find_media, video_pixels
+    from my_affectgpt.datasets.raw_media import find_media, video_frames
 
     analysis = dataset.au.analysis_for_sampling(name)
-    sampled = video_pixels(find_media(dataset.media_root("video"), name),
+    sampled = video_frames(find_media(dataset.media_root("video"), name),
                            FrameSampler(cfg.frame_sampling, cfg.frame_n_frms), analysis, cfg.image_size)
     fallback = f" (fell back to uniform: {sampled.fallback})" if sampled.fallback else ""
     return f"frames: {cfg.frame_sampling} indices {list(sampled.indices)}{fallback}"

@@ -17,10 +17,11 @@ from my_affectgpt.common.tiny_models import build_tiny_clip_vision, build_tiny_h
 from my_affectgpt.datasets.au_json import load_au_analysis
 from my_affectgpt.datasets.base_dataset import BadSampleError
 from my_affectgpt.datasets.frame_sampling import FrameSampler
-from my_affectgpt.datasets.raw_media import load_raw_media, repeat_to_length, video_pixels
+from my_affectgpt.datasets.raw_media import load_raw_media, repeat_to_length, video_frames
 from my_affectgpt.extraction import runner as runner_module
 from my_affectgpt.datasets.features import feature_problem as npy_problem
 from my_affectgpt.extraction.cli import main
+from my_affectgpt.extraction.encode import whole_sample_passes
 from my_affectgpt.models.au_clip import AUClipTextEncoder
 from my_affectgpt.models.encoders import build_encoder
 
@@ -159,13 +160,21 @@ def test_au_features_equal_realtime_encoding(world, full_run):
                                atol=1e-5)
 
 
+def test_encoder_passes_take_whole_samples_up_to_the_row_limit():
+    assert whole_sample_passes([8, 8, 8, 8, 8], 32) == [slice(0, 4), slice(4, 5)]
+    assert whole_sample_passes([8, 8, 8], 8) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    assert whole_sample_passes([8, 40, 8], 32) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # too big: alone
+    assert whole_sample_passes([3], 32) == [slice(0, 1)]
+
+
 # -- the raw-media loader ---------------------------------------------------------------------
 
 def test_short_video_repeats_its_frames_in_order(world):
     assert repeat_to_length([0, 1, 2, 3, 4], 8) == [0, 0, 1, 1, 2, 3, 3, 4]
-    sampled = video_pixels(world["video"] / "short.mp4", FrameSampler("uniform", 8))
+    sampled = video_frames(world["video"] / "short.mp4", FrameSampler("uniform", 8))
     assert sampled.indices == (0, 0, 1, 1, 2, 3, 3, 4)
-    torch.testing.assert_close(sampled.pixels[0], sampled.pixels[1])
+    assert sampled.frames.dtype == torch.uint8 and sampled.frames.shape == (8, 224, 224, 3)
+    torch.testing.assert_close(sampled.frames[0], sampled.frames[1])
 
 
 def test_bad_media_raise_bad_sample_error(world):
@@ -188,7 +197,7 @@ def test_emotion_peak_uses_the_au_json_and_counts_fallbacks(world, tmp_path):
     fallbacks = report_of(save_root)["frame_sampling_fallbacks"]
     assert fallbacks == {"reasons": {"without AU data": 1}, "names": ["clip_c"]}
     analysis = load_au_analysis(world["mer"] / "DEMO" / "clip_a" / "clip_a_au_analysis.json")
-    sampled = video_pixels(world["video"] / "clip_a.mp4", FrameSampler("emotion_peak", 8), analysis)
+    sampled = video_frames(world["video"] / "clip_a.mp4", FrameSampler("emotion_peak", 8), analysis)
     assert 20 in sampled.indices and sampled.fallback is None
     ds_cfg = DatasetConfig(data_root=str(world["root"]), frame_sampling="emotion_peak")
     roots = {"video": world["video"], "audio": world["video"], "face": world["face"]}

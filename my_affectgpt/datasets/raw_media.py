@@ -6,8 +6,9 @@ False``) and the pre-extracted ``.npy`` files see exactly the same inputs:
 * the dataset, through :func:`load_raw_media` (``frame_pixels`` / ``face_pixels`` float32
   ``[frame_n_frms, 3, S, S]`` CLIP-normalised, ``audio_wave`` float32
   ``[clips_per_video, 32000]``);
-* ``extract_multimodal_features_precompute.py``, through :func:`video_pixels`,
-  :func:`face_pixels`, :func:`audio_clips` and the path rules.
+* ``extract_multimodal_features_precompute.py``, through :func:`video_frames`,
+  :func:`face_frames`, :func:`audio_clips` and the path rules (it moves the uint8 frames
+  between processes, a quarter of the bytes, and normalises them where it encodes).
 
 Rules:
 
@@ -65,10 +66,14 @@ def repeat_to_length(indices: Sequence[int], n: int) -> List[int]:
 
 
 @dataclass(frozen=True)
-class SampledPixels:
-    pixels: "torch.Tensor"  # float32 [n, 3, S, S], CLIP-normalised
+class SampledFrames:
+    frames: "torch.Tensor"  # uint8 [n, S, S, 3], RGB
     indices: Tuple[int, ...]  # the frame (or crop) numbers behind each row
     fallback: Optional[str]  # why emotion_peak fell back to uniform sampling, else None
+
+    def pixels(self) -> "torch.Tensor":
+        """The encoder input: float32 ``[n, 3, S, S]``, CLIP-normalised."""
+        return clip_normalize(self.frames)
 
 
 class _FixedCountSelector:
@@ -93,18 +98,22 @@ class _FixedCountSelector:
         return list(self.indices)
 
 
-def video_pixels(path, sampler: FrameSampler, analysis=None, size: int = 224) -> SampledPixels:
-    """``sampler.n`` frames of the video at ``path``, decoded at ``size`` and CLIP-normalised."""
+def video_frames(path, sampler: FrameSampler, analysis=None, size: int = 224) -> SampledFrames:
+    """``sampler.n`` frames of the video at ``path``, decoded at ``size``."""
+    import torch
+
     selector = _FixedCountSelector(sampler, analysis)
     video = read_video_frames(path, selector, size=size)
-    return SampledPixels(clip_normalize(video.frames), selector.indices, selector.fallback)
+    return SampledFrames(torch.from_numpy(video.frames), selector.indices, selector.fallback)
 
 
-def face_pixels(face_root, name: str, sampler: FrameSampler, analysis=None, size: int = 224) -> SampledPixels:
+def face_frames(face_root, name: str, sampler: FrameSampler, analysis=None, size: int = 224) -> SampledFrames:
     """``sampler.n`` face crops of ``name`` (``{face_root}/{name}/{name}.npy`` or images)."""
+    import torch
+
     selector = _FixedCountSelector(sampler, analysis)
     crops = load_face_crops(face_root, name, selector, size=size)
-    return SampledPixels(clip_normalize(crops), selector.indices, selector.fallback)
+    return SampledFrames(torch.from_numpy(crops), selector.indices, selector.fallback)
 
 
 def audio_clips(path, clips_per_video: int) -> np.ndarray:
@@ -159,11 +168,11 @@ def _load_one(ds_cfg, name: str, modality: str, sampler: FrameSampler, analysis,
 
     size = int(ds_cfg.image_size)
     if modality == "frame":
-        sampled = video_pixels(find_media(roots["video"], name), sampler, analysis, size)
-        return "frame_pixels", sampled.pixels, sampled.fallback
+        sampled = video_frames(find_media(roots["video"], name), sampler, analysis, size)
+        return "frame_pixels", sampled.pixels(), sampled.fallback
     if modality == "face":
-        sampled = face_pixels(roots["face"], name, sampler, analysis, size)
-        return "face_pixels", sampled.pixels, sampled.fallback
+        sampled = face_frames(roots["face"], name, sampler, analysis, size)
+        return "face_pixels", sampled.pixels(), sampled.fallback
     if modality == "audio":
         path = audio_source(name, _audio_root(ds_cfg, roots), Path(roots["video"]))
         return "audio_wave", torch.from_numpy(audio_clips(path, int(ds_cfg.clips_per_video))), None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 from my_affectgpt.datasets.frame_sampling import FrameSampler
-from my_affectgpt.datasets.raw_media import audio_clips, audio_source, face_pixels, find_media, video_pixels
+from my_affectgpt.datasets.raw_media import audio_clips, audio_source, face_frames, find_media, video_frames
 from my_affectgpt.extraction.samples import SampleRef
 
 
@@ -71,21 +71,24 @@ def _media_path(job: Job, settings: DecodeSettings) -> Path:
 
 def _decode_modality(modality: str, job: Job, settings: DecodeSettings, sampler: FrameSampler, analysis):
     """(encoder input, uniform-fallback reason) for one modality."""
+    import torch
+
     name = job.ref.name
     if modality == "frame":
-        sampled = video_pixels(_media_path(job, settings), sampler, analysis, settings.image_size)
-        return sampled.pixels, sampled.fallback
+        sampled = video_frames(_media_path(job, settings), sampler, analysis, settings.image_size)
+        return sampled.frames, sampled.fallback
     if modality == "face":
         if settings.face_root is None:
             raise ValueError("no --face_root given to read face crops from")
-        sampled = face_pixels(settings.face_root, name, sampler, analysis, settings.image_size)
-        return sampled.pixels, sampled.fallback
+        sampled = face_frames(settings.face_root, name, sampler, analysis, settings.image_size)
+        return sampled.frames, sampled.fallback
     if modality == "audio":
         if settings.audio_root is None:
             path = _media_path(job, settings)
         else:
             path = audio_source(name, settings.audio_root, None)
-        return audio_clips(path, settings.clips_per_video), None
+        # A tensor, not an array: from a worker it travels through shared memory, not the pipe.
+        return torch.from_numpy(audio_clips(path, settings.clips_per_video)), None
     raise ValueError(f"unknown modality {modality!r}")
 
 
