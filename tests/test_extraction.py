@@ -20,6 +20,7 @@ from my_affectgpt.datasets.frame_sampling import FrameSampler
 from my_affectgpt.datasets.raw_media import load_raw_media, repeat_to_length, video_frames
 from my_affectgpt.extraction import runner as runner_module
 from my_affectgpt.datasets.features import feature_problem as npy_problem
+from my_affectgpt.extraction import cli
 from my_affectgpt.extraction.cli import main
 from my_affectgpt.extraction.encode import whole_sample_passes
 from my_affectgpt.models.au_clip import AUClipTextEncoder
@@ -165,6 +166,28 @@ def test_encoder_passes_take_whole_samples_up_to_the_row_limit():
     assert whole_sample_passes([8, 8, 8], 8) == [slice(0, 1), slice(1, 2), slice(2, 3)]
     assert whole_sample_passes([8, 40, 8], 32) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # too big: alone
     assert whole_sample_passes([3], 32) == [slice(0, 1)]
+
+
+def test_cpu_runs_leave_the_decode_workers_their_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cli, "usable_cores", lambda: 8)
+    assert cli.default_workers() == 4 and cli.encoding_threads("cpu", 4) == 4
+    assert cli.encoding_threads("cpu", 0) is None  # no workers: torch's own setting
+    assert cli.encoding_threads("cuda:0", 4) is None
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    assert cli.default_workers() == 1 and cli.encoding_threads("cpu", 1) == 1
+    assert cli.encoding_threads("cpu", 3) == 1
+    monkeypatch.setattr(cli, "usable_cores", lambda: 1)
+    assert cli.default_workers() == 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cli.encoding_threads("cpu", 1) is None  # the user's choice stands
+
+
+def test_the_cli_restores_torch_threads_after_a_run(world, tmp_path):
+    before = torch.get_num_threads()
+    main(args_for(world, tmp_path / "threads", "--csv_path", str(names_csv(tmp_path / "n.csv", ["clip_a"])),
+                  workers="1"))
+    assert torch.get_num_threads() == before
 
 
 # -- the raw-media loader ---------------------------------------------------------------------
