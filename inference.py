@@ -191,9 +191,7 @@ def single_clip_sample(ds_cfg, args) -> Tuple[dict, str]:
         sampler = FrameSampler(ds_cfg.frame_sampling, ds_cfg.frame_n_frms)
         sample["frame_pixels"] = video_frames(args.video, sampler, analysis, ds_cfg.image_size).pixels()
     if "audio" in modalities:
-        import torch
-
-        sample["audio_wave"] = torch.from_numpy(audio_clips(args.video, ds_cfg.clips_per_video))
+        sample["audio_wave"] = audio_clips(args.video, ds_cfg.clips_per_video)
     if analysis is not None:
         sample["au_texts"] = analysis.summary_texts
     _, question = prompts.inference_question(args.no_reasoning)

@@ -13,8 +13,9 @@ sides alike.
 
 A third loop measures how much this machine's cores give to independent work at all:
 ``--shards`` one-at-a-time extractions at once (default: one per core), each over its own
-shard of the clips in a forked process on 1 torch thread (as ``--shard i/n`` runs would). Its ratio is about the
-most any way of spreading the work over the cores can reach here. Prints a settings line and::
+shard of the clips in a forked process on 1 torch thread (as ``--shard i/n`` runs would).
+Its ratio is about the most any way of spreading the work over the cores can reach here.
+Prints a settings line and::
 
     batched: X samples/s  one-at-a-time: Y samples/s  ratio: Z (target >= 2x)
     N one-at-a-time shards at once: W samples/s  ratio: V (what the cores give to independent processes)

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
-
 from my_affectgpt.datasets.frame_sampling import FrameSampler
 from my_affectgpt.processors.media import (
     AUDIO_EXTS,
@@ -116,10 +114,15 @@ def face_frames(face_root, name: str, sampler: FrameSampler, analysis=None, size
     return SampledFrames(torch.from_numpy(crops), selector.indices, selector.fallback)
 
 
-def audio_clips(path, clips_per_video: int) -> np.ndarray:
-    """float32 ``[clips_per_video, 32000]``: 2-second 16 kHz mono clips spanning the audio."""
+def audio_clips(path, clips_per_video: int) -> "torch.Tensor":
+    """float32 ``[clips_per_video, 32000]``: 2-second 16 kHz mono clips spanning the audio.
+
+    A tensor, as the frames are: from a DataLoader worker it travels through shared memory.
+    """
+    import torch
+
     wave, _ = read_audio(path, sr=AUDIO_SAMPLE_RATE)
-    return split_audio_clips(wave, clips_per_video, CLIP_SECONDS, AUDIO_SAMPLE_RATE)
+    return torch.from_numpy(split_audio_clips(wave, clips_per_video, CLIP_SECONDS, AUDIO_SAMPLE_RATE))
 
 
 def find_media(root, name: str) -> Path:
@@ -164,8 +167,6 @@ def _audio_root(ds_cfg, roots: Mapping[str, Path]) -> Optional[Path]:
 def _load_one(ds_cfg, name: str, modality: str, sampler: FrameSampler, analysis,
               roots) -> Tuple[str, object, Optional[str]]:
     """(sample key, tensor, uniform-fallback reason) for one modality."""
-    import torch
-
     size = int(ds_cfg.image_size)
     if modality == "frame":
         sampled = video_frames(find_media(roots["video"], name), sampler, analysis, size)
@@ -175,7 +176,7 @@ def _load_one(ds_cfg, name: str, modality: str, sampler: FrameSampler, analysis,
         return "face_pixels", sampled.pixels(), sampled.fallback
     if modality == "audio":
         path = audio_source(name, _audio_root(ds_cfg, roots), Path(roots["video"]))
-        return "audio_wave", torch.from_numpy(audio_clips(path, int(ds_cfg.clips_per_video))), None
+        return "audio_wave", audio_clips(path, int(ds_cfg.clips_per_video)), None
     raise ValueError(f"unknown raw modality {modality!r}; expected frame, face or audio")
 
 

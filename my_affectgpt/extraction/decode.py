@@ -71,8 +71,6 @@ def _media_path(job: Job, settings: DecodeSettings) -> Path:
 
 def _decode_modality(modality: str, job: Job, settings: DecodeSettings, sampler: FrameSampler, analysis):
     """(encoder input, uniform-fallback reason) for one modality."""
-    import torch
-
     name = job.ref.name
     if modality == "frame":
         sampled = video_frames(_media_path(job, settings), sampler, analysis, settings.image_size)
@@ -87,8 +85,7 @@ def _decode_modality(modality: str, job: Job, settings: DecodeSettings, sampler:
             path = _media_path(job, settings)
         else:
             path = audio_source(name, settings.audio_root, None)
-        # A tensor, not an array: from a worker it travels through shared memory, not the pipe.
-        return torch.from_numpy(audio_clips(path, settings.clips_per_video)), None
+        return audio_clips(path, settings.clips_per_video), None
     raise ValueError(f"unknown modality {modality!r}")
 
 

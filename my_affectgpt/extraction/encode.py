@@ -49,21 +49,20 @@ class FeatureEncoders:
         from my_affectgpt.models.encoders import build_encoder
 
         whole_batch = torch.device(spec.device).type != "cpu"
+
+        def load(name: str, path: str, flag: str, rows: int):
+            encoder = build_encoder(name, _required(path, flag), spec.device, spec.dtype)
+            if whole_batch:
+                encoder.batch_size = samples_per_call * rows
+            return encoder
+
         self.visual = self.acoustic = self.au_text = None
         if {"frame", "face"} & set(modalities):
-            self.visual = build_encoder(
-                spec.visual_encoder, _required(spec.visual_encoder_path, "--visual_encoder_path"),
-                spec.device, spec.dtype,
-            )
-            if whole_batch:
-                self.visual.batch_size = samples_per_call * rows_per_sample["frame"]
+            self.visual = load(spec.visual_encoder, spec.visual_encoder_path, "--visual_encoder_path",
+                               rows_per_sample["frame"])
         if "audio" in modalities:
-            self.acoustic = build_encoder(
-                spec.acoustic_encoder, _required(spec.acoustic_encoder_path, "--acoustic_encoder_path"),
-                spec.device, spec.dtype,
-            )
-            if whole_batch:
-                self.acoustic.batch_size = samples_per_call * rows_per_sample["audio"]
+            self.acoustic = load(spec.acoustic_encoder, spec.acoustic_encoder_path, "--acoustic_encoder_path",
+                                 rows_per_sample["audio"])
         if "au" in modalities:
             from my_affectgpt.models.au_clip import AUClipTextEncoder
 
