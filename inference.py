@@ -169,9 +169,9 @@ def single_clip_sample(ds_cfg, args) -> Tuple[dict, str]:
     a line saying where its AU channel came from."""
     from my_affectgpt.common.config_schema import feature_modalities
     from my_affectgpt.conversation import prompts
-    from my_affectgpt.datasets.frame_sampling import FrameSampler
-    from my_affectgpt.datasets.openface_csv import load_au_analysis_with_csv
-    from my_affectgpt.datasets.raw_media import audio_clips, video_frames
+    from my_affectgpt.processors.frame_sampling import FrameSampler
+    from my_affectgpt.processors.openface_csv import load_au_analysis_with_csv
+    from my_affectgpt.processors.raw_media import audio_clips, video_frames
 
     modalities = feature_modalities(ds_cfg.face_or_frame)
     if "face" in modalities:
@@ -240,7 +240,7 @@ def run(cfg, dataset_names: Optional[List[str]], registry=None) -> int:
     import torch
 
     import my_affectgpt
-    from my_affectgpt.datasets.raw_media import sampling_reports
+    from my_affectgpt.processors.raw_media import sampling_reports
     from my_affectgpt.evaluation.metrics import EmotionWheel, load_emotion_wheel
     from my_affectgpt.evaluation.report import format_table, load_scores, record_scores, write_scores
     from my_affectgpt.evaluation.results_io import ResultsWriter

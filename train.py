@@ -39,7 +39,7 @@ def main(argv: Optional[Sequence[str]] = None, registry=None) -> int:
     from my_affectgpt.common.dist_utils import cleanup_distributed, init_distributed, seed_everything
     from my_affectgpt.common.logger import setup_logging
     from my_affectgpt.common.registry import RegistryError
-    from my_affectgpt.datasets.raw_media import sampling_reports
+    from my_affectgpt.processors.raw_media import sampling_reports
     from my_affectgpt.runners.runner_iter import NonFiniteLossError
 
     if registry is None:

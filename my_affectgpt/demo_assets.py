@@ -15,7 +15,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from my_affectgpt.datasets.facs import AU_NAMES
+from my_affectgpt.processors.facs import AU_NAMES
 from my_affectgpt.datasets.features import FeatureLayout
 
 DEMO_FOLDER = "DEMO"

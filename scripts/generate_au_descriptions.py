@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUFrame, AUJsonLocator  # noqa: E402
+from my_affectgpt.processors.au_json import AU_JSON_SUFFIX, AUFrame, AUJsonLocator  # noqa: E402
 
 REPORT_NAME = "au_description_report.json"
 SHOWN = 10  # failures / violations printed (the report file has all)
@@ -124,7 +124,7 @@ def read_raw(path: Path) -> dict:
 
 def choose_frames(frames: List[AUFrame], peak_positions: List[int], n: int) -> List[int]:
     """Positions of up to ``n`` frames with active AUs: peaks first, the rest spread uniformly."""
-    from my_affectgpt.datasets.frame_sampling import emotion_peak_indices
+    from my_affectgpt.processors.frame_sampling import emotion_peak_indices
 
     seen, candidates = set(), []
     for position, frame in enumerate(frames):
@@ -140,9 +140,9 @@ def choose_frames(frames: List[AUFrame], peak_positions: List[int], n: int) -> L
 
 def plan(path: Path, args: argparse.Namespace) -> Job:
     """What to describe in one file; raises SkipFile, or an error that fails the file."""
-    from my_affectgpt.datasets.au_json import load_au_analysis
-    from my_affectgpt.datasets.openface_csv import augment_from_csv, openface_csv_path
-    from my_affectgpt.models.au_agent import build_user_message
+    from my_affectgpt.processors.au_json import load_au_analysis
+    from my_affectgpt.processors.openface_csv import augment_from_csv, openface_csv_path
+    from my_affectgpt.conversation.au_agent_prompts import build_user_message
 
     analysis = load_au_analysis(path)
     if analysis.summary_source == "summary_description" and not args.overwrite:
@@ -169,7 +169,7 @@ def frame_dict(frame: AUFrame) -> dict:
 
 def fill(job: Job, replies: List[str]) -> None:
     """Put the replies and transcripts into ``job.data``."""
-    from my_affectgpt.models.au_agent import build_user_message, format_transcript
+    from my_affectgpt.conversation.au_agent_prompts import build_user_message, format_transcript
 
     transcripts = {}
     for frame, position, reply in zip(job.frames, job.positions, replies):
@@ -224,7 +224,7 @@ class Filler:
         return self.agent
 
     def flush(self) -> None:
-        from my_affectgpt.datasets.facs import find_emotion_words
+        from my_affectgpt.processors.facs import find_emotion_words
 
         jobs, self.pending = self.pending, []
         if not jobs:
@@ -265,7 +265,7 @@ def print_report(report: Report, report_path: Path) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from tqdm import tqdm
 
-    from my_affectgpt.datasets.au_json import AUJsonError
+    from my_affectgpt.processors.au_json import AUJsonError
 
     args = parse_args(argv)
     try:

@@ -49,7 +49,7 @@ def au_source_line(dataset, name: str) -> str:
 
 def frame_indices_line(dataset, name: str) -> str:
     """Which frames the sample's visual rows come from."""
-    from my_affectgpt.datasets.frame_sampling import FrameSampler
+    from my_affectgpt.processors.frame_sampling import FrameSampler
 
     cfg = dataset.cfg
     if cfg.use_preextracted_features:
@@ -57,7 +57,7 @@ def frame_indices_line(dataset, name: str) -> str:
                 f"{dataset.features.path('face' if 'face' in dataset.modalities else 'frame', name)})")
     if not {"frame", "face"} & set(dataset.modalities):
         return "frames: none (the prompt uses no frames or faces)"
-    from my_affectgpt.datasets.raw_media import find_media, video_frames
+    from my_affectgpt.processors.raw_media import find_media, video_frames
 
     analysis = dataset.au.analysis_for_sampling(name)
     sampled = video_frames(find_media(dataset.media_root("video"), name),

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUJsonLocator  # noqa: E402
+from my_affectgpt.processors.au_json import AU_JSON_SUFFIX, AUJsonLocator  # noqa: E402
 from my_affectgpt.datasets.features import AU_FEATURE_FOLDER  # noqa: E402
 GENERATE_HINT = "run scripts/generate_au_descriptions.py"
 
@@ -73,8 +73,8 @@ def check_features(path: Path, rows: Optional[int], au_dim: int) -> List[str]:
 
 def check_sample(name: str, locator: AUJsonLocator, features_dir: Optional[Path], au_dim: int) -> List[str]:
     """Problems of one sample (empty when it is fine)."""
-    from my_affectgpt.datasets.au_json import AUJsonError, load_au_analysis
-    from my_affectgpt.datasets.sample_names import InvalidSampleNameError
+    from my_affectgpt.processors.au_json import AUJsonError, load_au_analysis
+    from my_affectgpt.common.sample_names import InvalidSampleNameError
 
     try:
         path = locator.path(name)

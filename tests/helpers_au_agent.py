@@ -27,7 +27,7 @@ def build_tiny_agent_llm(out_dir: Path, seed: int = 3) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from my_affectgpt.models.au_agent import SYSTEM_PROMPT, USER_INSTRUCTION
+    from my_affectgpt.conversation.au_agent_prompts import SYSTEM_PROMPT, USER_INSTRUCTION
 
     out_dir = build_tiny_llm(Path(out_dir), extra_texts=[SYSTEM_PROMPT, USER_INSTRUCTION, PROMPT_WORDS], seed=seed)
     model = AutoModelForCausalLM.from_pretrained(str(out_dir))

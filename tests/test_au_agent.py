@@ -5,15 +5,15 @@ from pathlib import Path
 import pytest
 from helpers_au_agent import build_tiny_agent_llm
 
-from my_affectgpt.models.au_agent import (
+from my_affectgpt.conversation.au_agent_prompts import (
     SYSTEM_PROMPT,
-    AUAgent,
     AUAgentInputError,
     build_prompt,
     build_user_message,
     clean_reply,
     format_transcript,
 )
+from my_affectgpt.models.au_agent import AUAgent
 
 
 def _frame(number: int, **aus) -> dict:
@@ -95,7 +95,7 @@ def test_clean_reply_keeps_the_assistant_text_only(raw, clean):
 
 
 def test_transcript_round_trips_through_the_json_reader():
-    from my_affectgpt.datasets.au_json import assistant_text
+    from my_affectgpt.processors.au_json import assistant_text
 
     transcript = format_transcript(build_user_message(_frame(3)), "The cheeks rise.")
     assert transcript.startswith(f"system\n{SYSTEM_PROMPT}\nuser\n")

@@ -15,14 +15,13 @@ from my_affectgpt.common.config import load_config
 from my_affectgpt.common.registry import registry
 from my_affectgpt.common.tiny_models import build_tiny_llm
 from my_affectgpt.datasets.au_agent_pairs import AUAgentPairsDataset, AUPairsError, pairs_from_table
-from my_affectgpt.models.au_agent import (
-    IGNORE_INDEX,
+from my_affectgpt.conversation.au_agent_prompts import (
     SYSTEM_PROMPT,
     USER_INSTRUCTION,
-    AUAgent,
     build_user_message,
     encode_prompt,
 )
+from my_affectgpt.models.au_agent import IGNORE_INDEX, AUAgent
 
 DESCRIPTIONS = [
     "The cheeks rise and the lip corners pull up.",

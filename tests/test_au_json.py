@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from my_affectgpt.datasets.au_json import (
+from my_affectgpt.processors.au_json import (
     AUJsonError,
     AUJsonLocator,
     AUJsonNotFoundError,
@@ -16,7 +16,7 @@ from my_affectgpt.datasets.au_json import (
     load_au_analysis,
     parse_upstream_peak,
 )
-from my_affectgpt.datasets.sample_names import InvalidSampleNameError, check_sample_name
+from my_affectgpt.common.sample_names import InvalidSampleNameError, check_sample_name
 
 DATA = Path(__file__).parent / "data" / "au"
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mer_factory_upstream"

@@ -11,7 +11,7 @@ import torch
 
 from conftest import demo_config
 from my_affectgpt.common.config import validate
-from my_affectgpt.datasets.base_dataset import BadSampleError
+from my_affectgpt.datasets.errors import BadSampleError
 from my_affectgpt.datasets.builders import DemoBuilder
 from my_affectgpt.datasets.collate import collate
 from my_affectgpt.datasets import unibench
@@ -203,7 +203,7 @@ def test_feature_files_never_unpickle(tmp_path):
     feature = tmp_path / "f.npy"
     with open(feature, "wb") as fh:
         np.save(fh, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
-    from my_affectgpt.datasets.base_dataset import load_feature_npy
+    from my_affectgpt.datasets.features import load_feature_npy
 
     with pytest.raises(BadSampleError, match="unreadable feature file"):
         load_feature_npy("x", feature)

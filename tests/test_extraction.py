@@ -14,10 +14,9 @@ import torch
 from helpers_tiny_encoders import write_synthetic_clip
 from my_affectgpt.common.config_schema import DatasetConfig
 from my_affectgpt.common.tiny_models import build_tiny_clip_vision, build_tiny_hubert, build_tiny_open_clip
-from my_affectgpt.datasets.au_json import load_au_analysis
-from my_affectgpt.datasets.base_dataset import BadSampleError
-from my_affectgpt.datasets.frame_sampling import FrameSampler
-from my_affectgpt.datasets.raw_media import load_raw_media, repeat_to_length, video_frames
+from my_affectgpt.processors.au_json import load_au_analysis
+from my_affectgpt.processors.frame_sampling import FrameSampler
+from my_affectgpt.processors.raw_media import SampleMediaError, load_raw_media, repeat_to_length, video_frames
 from my_affectgpt.extraction import runner as runner_module
 from my_affectgpt.datasets.features import feature_problem as npy_problem
 from my_affectgpt.extraction import cli
@@ -200,14 +199,14 @@ def test_short_video_repeats_its_frames_in_order(world):
     torch.testing.assert_close(sampled.frames[0], sampled.frames[1])
 
 
-def test_bad_media_raise_bad_sample_error(world):
+def test_bad_media_raise_an_error_naming_sample_and_file(world):
     ds_cfg = DatasetConfig(data_root=str(world["root"]))
     roots = {"video": world["video"], "audio": world["root"] / "absent", "face": world["face"]}
-    with pytest.raises(BadSampleError, match="broken.mp4"):
+    with pytest.raises(SampleMediaError, match="broken.mp4"):
         load_raw_media(ds_cfg, "broken", ("frame",), None, roots)
-    with pytest.raises(BadSampleError, match="no audio stream"):
+    with pytest.raises(SampleMediaError, match="no audio stream"):
         load_raw_media(ds_cfg, "silent", ("audio",), None, roots)
-    with pytest.raises(BadSampleError, match="face crops"):
+    with pytest.raises(SampleMediaError, match="face crops"):
         load_raw_media(ds_cfg, "silent", ("face",), None, roots)
 
 

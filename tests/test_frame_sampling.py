@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from my_affectgpt.datasets.au_json import AUAnalysis, AUFrame, load_au_analysis
-from my_affectgpt.datasets.frame_sampling import (
+from my_affectgpt.processors.au_json import AUAnalysis, AUFrame, load_au_analysis
+from my_affectgpt.processors.frame_sampling import (
     FrameSampler,
     emotion_peak_indices,
     map_to_video_frames,
     uniform_indices,
 )
-from my_affectgpt.datasets.openface_csv import augment_from_csv
+from my_affectgpt.processors.openface_csv import augment_from_csv
 
 DATA = Path(__file__).parent / "data" / "au"
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mer_factory_upstream"

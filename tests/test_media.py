@@ -79,7 +79,7 @@ def test_sampler_receives_frame_count_and_fps(clip_path):
 
 
 def test_frame_count_uses_uniform_sampler(clip_path):
-    pytest.importorskip("my_affectgpt.datasets.frame_sampling")
+    pytest.importorskip("my_affectgpt.processors.frame_sampling")
     video = read_video_frames(clip_path, 8)
     assert video.frames.shape == (8, 224, 224, 3)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from my_affectgpt.datasets.au_json import AUAnalysis, UpstreamPeak, load_au_analysis
-from my_affectgpt.datasets.facs import AU_NAMES, au_code, au_name, find_emotion_words
-from my_affectgpt.datasets.openface_csv import (
+from my_affectgpt.processors.au_json import AUAnalysis, UpstreamPeak, load_au_analysis
+from my_affectgpt.processors.facs import AU_NAMES, au_code, au_name, find_emotion_words
+from my_affectgpt.processors.openface_csv import (
     OpenFaceCSVError,
     OpenFaceFrame,
     augment_from_csv,

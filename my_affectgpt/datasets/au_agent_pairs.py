@@ -15,7 +15,7 @@ Targets must describe muscle movement only: a pair whose description holds an em
 dataset is an error listing the first ones. An unreadable JSON follows ``run.on_bad_sample``.
 
 An item is ``{name, user_message, answer, max_length}``; ``user_message`` is built by
-``models.au_agent.build_user_message``, the function generation uses.
+``conversation.au_agent_prompts.build_user_message``, the function generation uses.
 """
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ from typing import Dict, List
 from torch.utils.data import Dataset
 
 from my_affectgpt.common.registry import registry
-from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUJsonError, AUJsonLocator
+from my_affectgpt.processors.au_json import AU_JSON_SUFFIX, AUJsonError, AUJsonLocator
 from my_affectgpt.datasets.collate import collate
-from my_affectgpt.datasets.facs import find_emotion_words
-from my_affectgpt.datasets.openface_csv import OpenFaceCSVError, load_au_analysis_with_csv
-from my_affectgpt.models.au_agent import build_user_message
+from my_affectgpt.processors.facs import find_emotion_words
+from my_affectgpt.processors.openface_csv import OpenFaceCSVError, load_au_analysis_with_csv
+from my_affectgpt.conversation.au_agent_prompts import build_user_message
 
 logger = logging.getLogger("my_affectgpt")
 

@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 from typing import Dict, Optional
 
-from my_affectgpt.datasets.features import AU_FEATURE_FOLDER
+from my_affectgpt.datasets.errors import BadSampleError
+from my_affectgpt.datasets.features import AU_FEATURE_FOLDER, load_feature_npy
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -48,13 +49,11 @@ class AUSource:
         self.mode = resolve_au_mode(ds_cfg, model_cfg, realtime)
         self.locator = None
         if ds_cfg.mer_factory_output:
-            from my_affectgpt.datasets.au_json import AUJsonLocator
+            from my_affectgpt.processors.au_json import AUJsonLocator
 
             self.locator = AUJsonLocator(ds_cfg.mer_factory_output, dataset_folder)
 
     def load(self, name: str) -> Dict:
-        from my_affectgpt.datasets.base_dataset import BadSampleError, load_feature_npy
-
         if self.mode == "preextracted":
             return {"au": load_feature_npy(name, Path(self.cfg.preextracted_root) / AU_FEATURE_FOLDER / f"{name}.npy")}
         analysis = self.analysis(name, required=True)
@@ -67,9 +66,8 @@ class AUSource:
 
     def analysis(self, name: str, required: bool):
         """The sample's parsed AU JSON (``None`` when not configured and not ``required``)."""
-        from my_affectgpt.datasets.au_json import AUJsonError
-        from my_affectgpt.datasets.openface_csv import OpenFaceCSVError, load_au_analysis_with_csv
-        from my_affectgpt.datasets.base_dataset import BadSampleError
+        from my_affectgpt.processors.au_json import AUJsonError
+        from my_affectgpt.processors.openface_csv import OpenFaceCSVError, load_au_analysis_with_csv
 
         if self.locator is None:
             return None

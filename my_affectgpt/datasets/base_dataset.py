@@ -11,8 +11,6 @@ import random
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from my_affectgpt.common.config_schema import (
@@ -25,8 +23,9 @@ from my_affectgpt.common.config_schema import (
 from my_affectgpt.conversation import prompts
 from my_affectgpt.datasets.au_source import AUSource
 from my_affectgpt.datasets.collate import collate
-from my_affectgpt.datasets.features import FeatureFileError, FeatureLayout, read_feature_matrix
-from my_affectgpt.datasets.sample_names import check_sample_name
+from my_affectgpt.datasets.errors import BadSampleError
+from my_affectgpt.datasets.features import FeatureLayout, load_feature_npy
+from my_affectgpt.common.sample_names import check_sample_name
 from my_affectgpt.datasets.tables import read_csv
 
 logger = logging.getLogger("my_affectgpt")
@@ -35,31 +34,10 @@ logger = logging.getLogger("my_affectgpt")
 GOLD_FIELD = {"discrete": "label", "sentiment": "valence", "openset": "openset"}
 
 
-class BadSampleError(ValueError):
-    """A sample that cannot be loaded; the message names the sample and the file."""
-
-    def __init__(self, name: str, path, reason: str, skip: bool = False):
-        self.name, self.path, self.reason = name, str(path), reason
-        self.skip = skip  # skipped whatever run.on_bad_sample says (a per-dataset policy chose it)
-        super().__init__(
-            f"sample '{name}': {reason} ({path}). Fix or remove the file, or set run.on_bad_sample: skip "
-            f"to skip such samples (they are counted)."
-        )
-
-
 def feature_layout(ds_cfg) -> FeatureLayout:
     """Where a dataset block's pre-extracted features are."""
     return FeatureLayout(Path(ds_cfg.preextracted_root), ds_cfg.visual_encoder, ds_cfg.acoustic_encoder,
                          ds_cfg.frame_n_frms, ds_cfg.clips_per_video)
-
-
-def load_feature_npy(name: str, path: Path, expected_rows: Optional[int] = None) -> torch.Tensor:
-    """A float32 [rows, width] feature matrix; never unpickles."""
-    try:
-        array = read_feature_matrix(path, expected_rows)
-    except FeatureFileError as exc:
-        raise BadSampleError(name, path, str(exc)) from None
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 class BaseDataset(Dataset):
@@ -199,7 +177,10 @@ class BaseDataset(Dataset):
         return {m: load_feature_npy(name, layout.path(m, name), layout.rows(m)) for m in self.modalities}
 
     def _raw_media(self, name: str) -> Dict:
-        from my_affectgpt.datasets.raw_media import load_raw_media
+        from my_affectgpt.processors.raw_media import SampleMediaError, load_raw_media
 
         roots = {kind: self.media_root(kind) for kind in ("video", "audio", "face")}
-        return load_raw_media(self.cfg, name, self.modalities, self.au.analysis_for_sampling(name), roots)
+        try:
+            return load_raw_media(self.cfg, name, self.modalities, self.au.analysis_for_sampling(name), roots)
+        except SampleMediaError as err:
+            raise BadSampleError(name, err.folder, err.reason) from None

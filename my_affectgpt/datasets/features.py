@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+from my_affectgpt.datasets.errors import BadSampleError
+
+if TYPE_CHECKING:
+    import torch
 
 AU_FEATURE_FOLDER = "au_CLIP_VITB32_8frms"
 
@@ -76,3 +81,14 @@ def feature_problem(path: Path, rows: Optional[int]) -> Optional[str]:
     except FeatureFileError as exc:
         return str(exc)
     return None
+
+
+def load_feature_npy(name: str, path: Path, expected_rows: Optional[int] = None) -> "torch.Tensor":
+    """A float32 [rows, width] feature tensor; never unpickles. Problems name the sample and file."""
+    import torch
+
+    try:
+        array = read_feature_matrix(path, expected_rows)
+    except FeatureFileError as exc:
+        raise BadSampleError(name, path, str(exc)) from None
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
-from my_affectgpt.datasets.sample_names import check_sample_name
+from my_affectgpt.common.sample_names import check_sample_name
 
 
 def read_csv(path: Path, required_columns: List[str]):

@@ -51,7 +51,7 @@ def extract_au_features(
     no descriptions); ``extract_multimodal_features_precompute.py --modality au`` reports
     such samples and goes on instead.
     """
-    from my_affectgpt.datasets.au_json import AUJsonLocator, load_au_analysis
+    from my_affectgpt.processors.au_json import AUJsonLocator, load_au_analysis
     from my_affectgpt.models.au_clip import AUClipTextEncoder
 
     locator = AUJsonLocator(json_root, dataset_folder)

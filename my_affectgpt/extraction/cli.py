@@ -31,7 +31,7 @@ def _path_or_hub(value: str) -> str:
 
 
 def _dataset_name(value: str) -> str:
-    from my_affectgpt.datasets.sample_names import check_sample_name
+    from my_affectgpt.common.sample_names import check_sample_name
 
     try:
         return check_sample_name(value, "--dataset")

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
-from my_affectgpt.datasets.frame_sampling import FrameSampler
-from my_affectgpt.datasets.raw_media import audio_clips, audio_source, face_frames, find_media, video_frames
+from my_affectgpt.processors.frame_sampling import FrameSampler
+from my_affectgpt.processors.raw_media import audio_clips, audio_source, face_frames, find_media, video_frames
 from my_affectgpt.extraction.samples import SampleRef
 
 
@@ -48,7 +48,7 @@ def _reason(err: BaseException) -> str:
 def _load_analysis(name: str, settings: DecodeSettings):
     """``(analysis, problem, unreadable)``: the parsed AU JSON, or None with why, and whether
     the JSON exists but cannot be read (missing ones only make emotion_peak fall back)."""
-    from my_affectgpt.datasets.au_json import AUJsonError, load_au_analysis
+    from my_affectgpt.processors.au_json import AUJsonError, load_au_analysis
 
     if settings.au_locator is None:
         return None, "no --mer-factory-output given", False

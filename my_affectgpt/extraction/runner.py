@@ -90,7 +90,7 @@ def dataset_au_folder(dataset: str) -> str:
 def au_locator(settings: ExtractionSettings):
     if settings.mer_factory_output is None:
         return None
-    from my_affectgpt.datasets.au_json import AUJsonLocator
+    from my_affectgpt.processors.au_json import AUJsonLocator
 
     folder = settings.mer_factory_folder
     if folder is None:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
-from my_affectgpt.datasets.raw_media import MEDIA_EXTS
-from my_affectgpt.datasets.sample_names import check_sample_name
+from my_affectgpt.processors.raw_media import MEDIA_EXTS
+from my_affectgpt.common.sample_names import check_sample_name
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ silent zeros. decord, PyAV, PIL and torch are imported inside the functions that
 
 Frame choice is pluggable: the ``sampler`` argument of :func:`read_video_frames` and
 :func:`load_face_crops` is either a frame count (uniform sampling through
-``my_affectgpt.datasets.frame_sampling.uniform_indices``) or a callable
+``my_affectgpt.processors.frame_sampling.uniform_indices``) or a callable
 ``(num_frames, fps) -> indices``; ``fps`` is ``None`` for face crops, which carry no clock.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from my_affectgpt.datasets.sample_names import check_sample_name
+from my_affectgpt.common.sample_names import check_sample_name
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 AUDIO_EXTS = (".wav", ".flac")
@@ -65,7 +65,7 @@ def resolve_media_path(root, name: str, exts: Sequence[str] = VIDEO_EXTS) -> Pat
 
 def _frame_indices(sampler: FrameSelection, num_frames: int, fps: Optional[float], source) -> np.ndarray:
     if isinstance(sampler, int):
-        from my_affectgpt.datasets.frame_sampling import uniform_indices
+        from my_affectgpt.processors.frame_sampling import uniform_indices
 
         indices = uniform_indices(num_frames, sampler)
     else:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
-from my_affectgpt.datasets.sample_names import check_sample_name
+from my_affectgpt.common.sample_names import check_sample_name
 
 logger = logging.getLogger("my_affectgpt")
 

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from my_affectgpt.datasets.au_json import AU_JSON_SUFFIX, AUAnalysis, AUFrame, UpstreamPeak, load_au_analysis
-from my_affectgpt.datasets.facs import au_code, au_name
+from my_affectgpt.processors.au_json import AU_JSON_SUFFIX, AUAnalysis, AUFrame, UpstreamPeak, load_au_analysis
+from my_affectgpt.processors.facs import au_code, au_name
 
 logger = logging.getLogger("my_affectgpt")
 

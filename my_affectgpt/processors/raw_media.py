@@ -13,7 +13,7 @@ False``) and the pre-extracted ``.npy`` files see exactly the same inputs:
 Rules:
 
 * Frames and face crops are chosen by the dataset's ``frame_sampling`` strategy
-  (:class:`~my_affectgpt.datasets.frame_sampling.FrameSampler`). A video or crop sequence
+  (:class:`~my_affectgpt.processors.frame_sampling.FrameSampler`). A video or crop sequence
   with fewer frames than ``frame_n_frms`` still gives ``frame_n_frms`` rows: the sampled
   indices are repeated in time order (row ``i`` of ``n`` takes sampled index
   ``i * len // n``), so every row is a real frame and the sequence stays ordered.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from my_affectgpt.datasets.frame_sampling import FrameSampler
+from my_affectgpt.processors.frame_sampling import FrameSampler
 from my_affectgpt.processors.media import (
     AUDIO_EXTS,
     VIDEO_EXTS,
@@ -51,6 +51,17 @@ logger = logging.getLogger("my_affectgpt")
 MEDIA_EXTS = VIDEO_EXTS + AUDIO_EXTS
 AUDIO_SAMPLE_RATE = 16000
 CLIP_SECONDS = 2.0
+
+
+class SampleMediaError(MediaError):
+    """One sample's media could not be read; ``folder`` is where they were looked for."""
+
+    def __init__(self, name: str, folder, reason: str):
+        self.name, self.folder, self.reason = name, folder, reason
+        super().__init__(f"sample '{name}': {reason} ({folder})")
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.folder, self.reason))
 
 
 def repeat_to_length(indices: Sequence[int], n: int) -> List[int]:
@@ -186,11 +197,9 @@ def load_raw_media(ds_cfg, name: str, modalities: Iterable[str], analysis, roots
     ``roots`` maps ``video``, ``audio`` and ``face`` to their folders (already resolved from
     the config). ``analysis`` is the sample's AU analysis for ``emotion_peak`` sampling
     (None: uniform fallback, counted; the first fallback is logged at once, the totals by
-    :func:`sampling_reports`). Unusable media raise ``BadSampleError`` naming the folder
-    searched, so the dataset's ``on_bad_sample`` policy applies.
+    :func:`sampling_reports`). Unusable media raise :class:`SampleMediaError` naming the
+    modality and the folder searched, so the dataset can apply its ``on_bad_sample`` policy.
     """
-    from my_affectgpt.datasets.base_dataset import BadSampleError
-
     sampler = frame_sampler_for(ds_cfg)
     out: Dict = {}
     for modality in modalities:
@@ -198,7 +207,7 @@ def load_raw_media(ds_cfg, name: str, modalities: Iterable[str], analysis, roots
             key, value, fallback = _load_one(ds_cfg, name, modality, sampler, analysis, roots)
         except MediaError as err:
             folder = {"face": roots["face"], "audio": _audio_root(ds_cfg, roots)}.get(modality) or roots["video"]
-            raise BadSampleError(name, folder, f"{modality}: {err}") from None
+            raise SampleMediaError(name, folder, f"{modality}: {err}") from None
         out[key] = value
         if fallback and sum(sampler.fallbacks.values()) == 1:
             sampler.report()

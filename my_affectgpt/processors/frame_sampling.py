@@ -20,7 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from my_affectgpt.datasets.au_json import AUAnalysis
+from my_affectgpt.processors.au_json import AUAnalysis
 
 logger = logging.getLogger("my_affectgpt")
 
