@@ -145,7 +145,7 @@ def build_demo_data(data_dir: Path, n_train: int, n_test: int, seed: int, signal
 
 def build_demo_assets(out_dir: Path, n_train: int = 600, n_test: int = 120, seed: int = 0) -> Dict[str, Path]:
     """Build everything the demo configs point at, under ``out_dir``."""
-    from my_affectgpt.common.tiny_models import build_tiny_llm, build_tiny_open_clip
+    from my_affectgpt.common.tiny_models import build_tiny_bert_config, build_tiny_llm, build_tiny_open_clip
     from my_affectgpt.extraction.au import extract_au_features
 
     out_dir = Path(out_dir)
@@ -154,6 +154,7 @@ def build_demo_assets(out_dir: Path, n_train: int = 600, n_test: int = 120, seed
     llm = build_tiny_llm(models_dir / "tiny-qwen2", extra_texts=corpus, seed=seed)
     clip_json, clip_weights = build_tiny_open_clip(models_dir / "tiny-au-clip", seed=seed)
     agent = build_tiny_llm(models_dir / "tiny-au-agent", extra_texts=corpus, seed=seed + 1)
+    qformer = build_tiny_bert_config(models_dir / "tiny-bert")
     rows = build_demo_data(data_dir, n_train, n_test, seed)
     extract_au_features(
         json_root=data_dir / "mer_factory_output",
@@ -163,4 +164,23 @@ def build_demo_assets(out_dir: Path, n_train: int = 600, n_test: int = 120, seed
         clip_model=str(clip_json),
         clip_pretrained=str(clip_weights),
     )
-    return {"llm": llm, "au_clip_json": clip_json, "au_clip_weights": clip_weights, "au_agent": agent, "data": data_dir}
+    return {"llm": llm, "au_clip_json": clip_json, "au_clip_weights": clip_weights, "au_agent": agent,
+            "qformer_config": qformer, "data": data_dir}
+
+
+def main(argv=None) -> int:
+    """``python -m my_affectgpt.demo_assets [--out demo_assets]``: build what the demo configs use."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m my_affectgpt.demo_assets", description=main.__doc__)
+    parser.add_argument("--out", default="demo_assets", help="folder to build into (default: demo_assets)")
+    args = parser.parse_args(argv)
+    built = build_demo_assets(Path(args.out))
+    print("\n".join(f"{key}: {path}" for key, path in built.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -25,10 +25,11 @@ def main(argv=None) -> int:
 
     import my_affectgpt
     from my_affectgpt.common.checkpoint import find_latest_valid
-    from my_affectgpt.common.config import ConfigError, load_config
+    from my_affectgpt.common.config import load_config
+    from my_affectgpt.common.errors import UserError, UserFileNotFoundError
     from my_affectgpt.common.logger import setup_logging
     from my_affectgpt.common.registry import registry
-    from my_affectgpt.tasks.video_text_pretrain import load_trained_weights
+    from my_affectgpt.models.trained_weights import load_trained_weights
 
     logger = setup_logging()
     my_affectgpt.import_components()
@@ -37,11 +38,13 @@ def main(argv=None) -> int:
         cfg = load_config(run_dir / "config.yaml")
         ckpt = Path(args.ckpt) if args.ckpt else find_latest_valid(run_dir)
         if ckpt is None or not ckpt.is_file():
-            raise FileNotFoundError(f"no checkpoint to export in {run_dir} (pass --ckpt)")
+            raise UserFileNotFoundError(f"no checkpoint to export in {run_dir} (pass --ckpt)")
+        if Path(args.out).is_file():
+            raise UserError(f"--out {args.out} is a file; give a folder to write the export into")
         model = registry.get_task_class(cfg.run.task)().build_model(cfg)
         load_trained_weights(model, ckpt)
         out = model.export(args.out, cfg.to_yaml())
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logger.info("exported %s to %s", ckpt, out)

@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.processors.au_json import AU_JSON_SUFFIX, AUFrame, AUJsonLocator  # noqa: E402
 
 REPORT_NAME = "au_description_report.json"
@@ -113,7 +114,7 @@ def find_json_files(args: argparse.Namespace) -> tuple[Path, List[Path]]:
         base = AUJsonLocator(Path(args.mer_factory_output).expanduser(), args.dataset_folder or None).base
         files = sorted(base.glob(f"*/*{AU_JSON_SUFFIX}"))
     if not base.is_dir():
-        raise FileNotFoundError(f"{base} is not a folder; check --mer-factory-output/--dataset-folder or --json-dir")
+        raise UserFileNotFoundError(f"{base} is not a folder; check --mer-factory-output/--dataset-folder or --json-dir")
     return base, files
 
 
@@ -151,7 +152,7 @@ def plan(path: Path, args: argparse.Namespace) -> Job:
     if not per_frame_in_json:
         csv_path = openface_csv_path(path)
         if not csv_path.is_file():
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"no per_frame_au_descriptions and no OpenFace CSV at {csv_path}; copy MER-Factory's CSV "
                 "beside the JSON or re-run its AU pipeline"
             )
@@ -236,7 +237,7 @@ class Filler:
             try:
                 fill(job, job_replies)
                 write_json(job.path, job.data)
-            except (OSError, ValueError) as err:
+            except (OSError, UserError) as err:  # one file's problem; the others go on
                 self.report.failed.append({"file": str(job.path), "reason": f"{type(err).__name__}: {err}"})
                 continue
             self.report.done.append(str(job.path))
@@ -265,12 +266,11 @@ def print_report(report: Report, report_path: Path) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from tqdm import tqdm
 
-    from my_affectgpt.processors.au_json import AUJsonError
 
     args = parse_args(argv)
     try:
         base, files = find_json_files(args)
-    except (FileNotFoundError, ValueError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     report_path = Path(args.report).expanduser() if args.report else base / REPORT_NAME
@@ -282,7 +282,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 filler.add(plan(path, args))
             except SkipFile as reason:
                 report.skipped.append({"file": str(path), "reason": str(reason)})
-            except (AUJsonError, FileNotFoundError, ValueError) as err:
+            except (UserError, OSError) as err:  # one file's problem; the others go on
                 report.failed.append({"file": str(path), "reason": f"{type(err).__name__}: {err}"})
         filler.flush()
     except KeyboardInterrupt:

@@ -48,22 +48,24 @@ def au_source_line(dataset, name: str) -> str:
 
 
 def frame_indices_line(dataset, name: str) -> str:
-    """Which frames the sample's visual rows come from."""
-    from my_affectgpt.processors.frame_sampling import FrameSampler
-
+    """Which frames the sample's visual rows come from (read through the dataset's media reader)."""
     cfg = dataset.cfg
-    if cfg.use_preextracted_features:
-        return (f"frames: pre-extracted ({cfg.frame_n_frms} rows, sampled '{cfg.frame_sampling}' at extraction time: "
-                f"{dataset.features.path('face' if 'face' in dataset.modalities else 'frame', name)})")
-    if not {"frame", "face"} & set(dataset.modalities):
+    visual = [s for s in dataset.layout.streams if s in ("frame", "face")]
+    if not visual:
         return "frames: none (the prompt uses no frames or faces)"
-    from my_affectgpt.processors.raw_media import find_media, video_frames
-
-    analysis = dataset.au.analysis_for_sampling(name)
-    sampled = video_frames(find_media(dataset.media_root("video"), name),
-                           FrameSampler(cfg.frame_sampling, cfg.frame_n_frms), analysis, cfg.image_size)
-    fallback = f" (fell back to uniform: {sampled.fallback})" if sampled.fallback else ""
-    return f"frames: {cfg.frame_sampling} indices {list(sampled.indices)}{fallback}"
+    lines = []
+    for stream in visual:
+        sampling = cfg.frame_sampling if stream == "frame" else cfg.face_sampling
+        if getattr(cfg, f"use_preextracted_{stream}"):
+            lines.append(f"{stream}: pre-extracted (sampled '{sampling}' at extraction time: "
+                         f"{dataset.features.path(stream, name)})")
+            continue
+        reader = dataset.media
+        analysis = reader.analysis(name) if reader.needs_analysis([stream]) else None
+        decoded = reader.read(name, stream, analysis)
+        fallback = f" (fell back to uniform: {decoded.fallback})" if decoded.fallback else ""
+        lines.append(f"{stream}: {sampling} indices {list(decoded.indices)}{fallback}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -71,30 +73,29 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
-    import inference
     import my_affectgpt
-    from my_affectgpt.common.config import ConfigError, load_config
+    from my_affectgpt.common.config import load_config
+    from my_affectgpt.common.errors import UserError
     from my_affectgpt.common.logger import setup_logging
     from my_affectgpt.common.registry import registry
     from my_affectgpt.evaluation.label_extraction import extract_labels
-    from my_affectgpt.tasks.video_text_pretrain import load_trained_weights
+    from my_affectgpt.inference.engine import build_test_datasets
+    from my_affectgpt.models.trained_weights import load_trained_weights, resolve_checkpoints
 
     setup_logging()
     my_affectgpt.import_components()
     try:
-        cfg = load_config(args.cfg_path, args.options)
+        cfg = load_config(args.cfg_path, args.options + (["inference.no_reasoning=True"] if args.no_reasoning else []))
         name = args.dataset or next(iter(cfg.datasets), None)
-        if name not in cfg.datasets:
-            raise ValueError(f"dataset {name!r} is not in the config ({', '.join(cfg.datasets) or 'none'})")
-        ds_cfg = inference.inference_dataset_cfg(cfg.datasets[name], cfg.inference)
-        dataset = inference.build_test_dataset(cfg, name, ds_cfg, registry, args.no_reasoning)
+        cfg = cfg.select([name]).for_inference()
+        dataset = build_test_datasets(cfg, registry)[name]
         names = [r["name"] for r in dataset.records]
         if args.sample not in names:
-            raise ValueError(f"sample {args.sample!r} is not in dataset {name} ({len(names)} samples, e.g. "
-                             f"{', '.join(names[:3])})")
+            raise UserError(f"sample {args.sample!r} is not in dataset {name} ({len(names)} samples, e.g. "
+                            f"{', '.join(names[:3])})")
         sample = dataset[names.index(args.sample)]
         if "skipped" in sample:
-            raise ValueError(f"the sample cannot be loaded: {sample['skipped']}")
+            raise UserError(f"the sample cannot be loaded: {sample['skipped']}")
         print(f"== dataset {name} ({type(dataset).__name__}), sample {args.sample}")
         print(au_source_line(dataset, args.sample))
         print(frame_indices_line(dataset, args.sample))
@@ -104,10 +105,9 @@ def main(argv=None) -> int:
         print(f"== prompt\n{sample['prompt']}")
 
         device = cfg.run.device if torch.cuda.is_available() else "cpu"
-        task = registry.get_task_class(cfg.run.task)()
-        model = task.build_model(cfg, {name: ds_cfg}, au_realtime=cfg.inference.use_au_clip_realtime).to(device)
+        model = registry.get_task_class(cfg.run.task)().build_model(cfg).to(device)
         ckpts = [("--ckpt", Path(args.ckpt))] if args.ckpt else (
-            inference.resolve_checkpoints(cfg.inference) if cfg.inference.ckpt or cfg.inference.ckpt_root else [])
+            resolve_checkpoints(cfg) if cfg.inference.ckpt or cfg.inference.ckpt_root else [])
         if ckpts:
             load_trained_weights(model, ckpts[0][1])
             print(f"== weights: {ckpts[0][1]}")
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
             print(f"== AU Agent text\n{batch['au_agent_texts'][0]}")
         answer = model.eval().generate(batch, max_new_tokens=cfg.inference.max_new_tokens)[0]
         print(f"== answer\n{answer}\n== labels: {', '.join(extract_labels(answer)) or '(none found)'}")
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

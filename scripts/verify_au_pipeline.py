@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.processors.au_json import AU_JSON_SUFFIX, AUJsonLocator  # noqa: E402
 from my_affectgpt.datasets.features import AU_FEATURE_FOLDER  # noqa: E402
 GENERATE_HINT = "run scripts/generate_au_descriptions.py"
@@ -112,7 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         locator = AUJsonLocator(Path(args.mer_factory_output).expanduser(), args.dataset_folder or None)
         names = sample_names(args, locator)
-    except (FileNotFoundError, ValueError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not names:

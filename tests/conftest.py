@@ -9,14 +9,30 @@ from omegaconf import OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # train.py / inference.py live at the repo root
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # real files written by others; see PROVENANCE.md there
+REFERENCE_HELP = (
+    "the original AffectGPT reference outputs (affectgpt_reference/, 80 MB) are not in this checkout: "
+    "set AFFECTGPT_REFERENCE to that folder (it comes with the project's shared fixtures, "
+    "../shared/fixtures/affectgpt_reference beside the repository)"
+)
+
+
+def reference_root() -> Path | None:
+    """The original AffectGPT's reference outputs, or None when this machine does not have them."""
+    import os
+
+    for candidate in (os.environ.get("AFFECTGPT_REFERENCE"), REPO_ROOT.parent / "shared" / "fixtures" / "affectgpt_reference"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
 
 
 @pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
-    path = REPO_ROOT.parent / "shared" / "fixtures"
-    if not path.is_dir():
-        pytest.skip("../shared/fixtures is not present in this checkout")
-    return path
+def affectgpt_reference() -> Path:
+    root = reference_root()
+    if root is None:
+        pytest.skip(REFERENCE_HELP)
+    return root
 
 
 @pytest.fixture(scope="session")

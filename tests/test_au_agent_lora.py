@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 import my_affectgpt.datasets.au_agent_pairs  # noqa: F401  (registers the builder)
 import my_affectgpt.tasks.au_agent_lora  # noqa: F401  (registers the task and the model)
 from my_affectgpt.common.config import load_config
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.registry import registry
 from my_affectgpt.common.tiny_models import build_tiny_llm
 from my_affectgpt.datasets.au_agent_pairs import AUAgentPairsDataset, AUPairsError, pairs_from_table
@@ -86,7 +87,7 @@ def test_pairs_from_au_jsons(tmp_path, llm_dir):
     _write_au_json(root, "v2", {"summary_description": {"1": "The lips part."}})  # no frames, no CSV: no pairs
     cfg = load_config(_config(tmp_path, llm_dir, {"mer_factory_output": str(tmp_path / "mfo"),
                                                    "mer_factory_folder": "MERCaptionPlus"}))
-    dataset = registry.get_builder_class("au_agent_pairs")(cfg.datasets.au_agent_pairs, cfg).build()["train"]
+    dataset = registry.get_builder_class("au_agent_pairs")(cfg, "au_agent_pairs").build()["train"]
 
     items = [dataset[i] for i in range(len(dataset))]
     assert [(i["name"], i["answer"]) for i in items] == [("v1_frame1", DESCRIPTIONS[0]), ("v1_frame2", DESCRIPTIONS[1])]
@@ -182,7 +183,7 @@ def test_training_steps_reduce_the_loss(built):
 
 def test_wrong_arch_for_the_task_is_an_error(tmp_path, llm_dir):
     cfg = load_config(_config(tmp_path, llm_dir, {"label_path": "x.jsonl"}), ["model.arch=affectgpt"])
-    with pytest.raises(ValueError, match="set model.arch: au_agent_lm"):
+    with pytest.raises(UserError, match="set model.arch: au_agent_lm"):
         registry.get_task_class("au_agent_lora")().build_model(cfg)
 
 
@@ -205,10 +206,10 @@ def test_trained_weights_reach_the_au_agent_by_checkpoint_and_by_adapter(built, 
     assert from_adapter.generate(messages["user_message"]) == expected
     assert AUAgent(str(llm_dir), max_new_tokens=6).generate(messages["user_message"]) != expected
 
-    fresh = registry.get_model_class("au_agent_lm").from_config(cfg.model, cfg.datasets)
+    fresh = registry.get_model_class("au_agent_lm").from_config(cfg)
     fresh.load_trainable_state_dict(model.trainable_state_dict())
     assert fresh.generate(messages, max_new_tokens=6) == expected
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(UserError, match="do not fit"):
         fresh.load_trainable_state_dict({"nope": torch.zeros(1)})
 
 
@@ -217,7 +218,7 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path, llm_dir):
 
     ckpt_path = tmp_path / "checkpoint_000000.pth"
     save_checkpoint({"model": {}, "config": "model:\n  arch: affectgpt\n"}, ckpt_path)
-    with pytest.raises(ValueError, match="not an AU Agent checkpoint"):
+    with pytest.raises(UserError, match="not an AU Agent checkpoint"):
         AUAgent(str(llm_dir), lora_weights=str(ckpt_path))
 
 

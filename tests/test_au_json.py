@@ -19,7 +19,7 @@ from my_affectgpt.processors.au_json import (
 from my_affectgpt.common.sample_names import InvalidSampleNameError, check_sample_name
 
 DATA = Path(__file__).parent / "data" / "au"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mer_factory_upstream"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mer_factory_upstream"
 
 
 def _write_sample(base: Path, name: str) -> Path:
@@ -266,8 +266,6 @@ def test_estimated_fps_uses_the_whole_span(tmp_path):
 
 def test_upstream_fixture():
     path = FIXTURES / "default_au_analysis.json"
-    if not path.is_file():
-        pytest.skip("shared fixtures are not available")
     analysis = load_au_analysis(path)
     assert analysis.source_shape == "upstream"
     assert analysis.frames == [] and analysis.peak_positions == [] and analysis.summary_descriptions == []

@@ -13,26 +13,39 @@ from my_affectgpt.common.config import load_config, validate
 from my_affectgpt.datasets.builders import DemoBuilder
 
 SHORT_RUN = ["run.max_epoch=1", "run.iters_per_epoch=4", "run.num_workers=0", "run.batch_size_train=2"]
+# long enough for the loss to fall clearly on the demo (it learns in a few dozen steps)
+LEARNING_RUN = ["run.max_epoch=1", "run.iters_per_epoch=24", "run.num_workers=0", "run.batch_size_train=4",
+                "run.warmup_steps=0", "run.init_lr=3e-3", "run.visualize_training=True"]
 
 
 def demo_dataset(cfg):
-    return DemoBuilder(cfg.datasets.demo, cfg).build()["train"]
+    return DemoBuilder(cfg, "demo").build()["train"]
+
+
+def assert_loss_fell(run_dir):
+    """The recorded per-step losses of a run: the last ones well below the first ones."""
+    import numpy as np
+
+    (data,) = sorted((run_dir / "training_curves").glob("training_data_epoch*.npz"))
+    losses = np.load(data)["losses"]
+    assert losses[-4:].mean() < 0.8 * losses[:4].mean(), f"the loss did not fall: {losses.round(3).tolist()}"
 
 
 def test_realtime_clip_features_equal_the_preextracted_ones(demo_assets, tmp_path):
-    from my_affectgpt.models.au_clip import AUClipTextEncoder
+    """The model's realtime AU path (CLIP text tower on the JSON texts) gives the features the
+    extraction path wrote to au_CLIP_VITB32_8frms/*.npy (the demo's were made by extraction.au)."""
+    from my_affectgpt.datasets.collate import collate
+    from my_affectgpt.models.affectgpt import AffectGPT
 
     raw = demo_config(demo_assets, tmp_path)
-    pre = demo_dataset(validate(raw))
+    pre = collate([demo_dataset(validate(raw))[i] for i in range(4)])
     raw["datasets"]["demo"]["use_au_clip_realtime"] = True
     realtime_cfg = validate(raw)
-    realtime = demo_dataset(realtime_cfg)
-    encoder = AUClipTextEncoder(realtime_cfg.model.au_clip_model, realtime_cfg.model.au_clip_pretrained)
-    for i in range(4):
-        texts = realtime[i]["au_texts"]
-        features = pre[i]["au"]
-        assert features.shape == (len(texts), 512)
-        torch.testing.assert_close(encoder.encode(texts), features)
+    realtime = collate([demo_dataset(realtime_cfg)[i] for i in range(4)])
+    model = AffectGPT.from_config(realtime_cfg)
+    features, mask = model._au_features(realtime)
+    assert torch.equal(mask, pre["au_mask"])
+    torch.testing.assert_close(features[mask], pre["au"][pre["au_mask"]])
 
 
 def test_agent_mode_puts_text_where_the_au_token_was(demo_assets, tmp_path):
@@ -48,23 +61,24 @@ def test_recommended_config_trains_the_demo_with_only_paths_changed(demo_assets,
     data = demo_assets / "data"
     options = [
         f"model.llama_model={demo_assets / 'models' / 'tiny-qwen2'}", "model.llm_dtype=fp32",
-        "model.qformer_hidden_size=64", "model.qformer_num_heads=4", "model.num_multi_query_token=4",
+        f"model.qformer_config={demo_assets / 'models' / 'tiny-bert'}", "model.num_multi_query_token=4",
         f"datasets.mercaptionplus.data_root={data / 'train'}",
         f"datasets.mercaptionplus.preextracted_root={data / 'features'}",
         f"datasets.mercaptionplus.mer_factory_output={data / 'mer_factory_output'}",
-        "run.device=cpu", f"run.output_dir={tmp_path / 'out'}", "run.resume_ckpt_path=null", *SHORT_RUN,
+        "run.device=cpu", f"run.output_dir={tmp_path / 'out'}", "run.resume_ckpt_path=null", *LEARNING_RUN,
     ]
     cfg_path = REPO_ROOT / "train_configs" / "recommended_train_with_preextracted_au.yaml"
     assert train.main(["--cfg-path", str(cfg_path), "--options", *options]) == 0
-    assert (tmp_path / "out" / "checkpoint_000000.pth").is_file()
+    assert_loss_fell(tmp_path / "out")
 
 
 def test_realtime_clip_mode_trains_the_demo(demo_assets, tmp_path):
     cfg_path = write_config(demo_config(demo_assets, tmp_path / "out"), tmp_path / "cfg.yaml")
-    options = ["datasets.demo.use_au_clip_realtime=True", *SHORT_RUN]
+    options = ["datasets.demo.use_au_clip_realtime=True", *LEARNING_RUN]
     assert train.main(["--cfg-path", str(cfg_path), "--options", *options]) == 0
     saved = load_config(tmp_path / "out" / "config.yaml")
-    assert saved.datasets.demo.use_au_clip_realtime is True
+    assert saved.datasets["demo"].use_au_clip_realtime is True and saved.au_mode("demo") == "realtime"
+    assert_loss_fell(tmp_path / "out")
 
 
 @pytest.mark.slow

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import demo_config
+from conftest import FIXTURES, demo_config
 from my_affectgpt.common.config import validate
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.datasets.errors import BadSampleError
 from my_affectgpt.datasets.builders import DemoBuilder
 from my_affectgpt.datasets.collate import collate
@@ -23,7 +24,7 @@ def build_demo(assets: Path, tmp_path: Path, split="train", run=None, **ds_overr
     raw["datasets"]["demo"]["data_root"] = str(assets / "data" / split)
     raw["run"].update(run or {})
     cfg = validate(raw)
-    return DemoBuilder(cfg.datasets.demo, cfg).build()[cfg.datasets.demo.split], cfg
+    return DemoBuilder(cfg, "demo").build()[cfg.datasets["demo"].split], cfg
 
 
 def test_ovlabel_prompt_and_target_exact(demo_assets, tmp_path):
@@ -31,10 +32,11 @@ def test_ovlabel_prompt_and_target_exact(demo_assets, tmp_path):
     sample = dataset[0]
     record = dataset.records[0]
     assert sample["prompt"] == (
-        "###Human: The fused face and audio information is: <Multi><MultiHere></Multi>. "
+        "###Human: The audio and video merged info is: <Multi><MultiHere></Multi>. "
         "The audio content is as follows: <Audio><AudioHere></Audio>. "
-        "Additionally, the face sequence of the person is: <Video><FaceHere></Video>. "
-        "The facial action units of the person are described as: <AU><AUHere></AU>. "
+        "Meanwhile, we uniformly sample raw frames from the video and extract faces from these frames: "
+        "<Video><FaceHere></Video>. "
+        "The AU (Action Unit) features are: <AU><AUHere></AU>. "
         f"The subtitle of this video is: <Subtitle>{record['subtitle']}</Subtitle>. "
         "Now, please answer my question based on all the provided information. "
         "Please recognize all possible emotional states of the character. ###Assistant: "
@@ -122,7 +124,7 @@ def test_sample_names_with_path_parts_are_rejected(demo_assets, tmp_path):
 def test_empty_csv_is_a_clear_error(demo_assets, tmp_path):
     assets = _copy_assets(demo_assets, tmp_path)
     (assets / "data/train/track2_train_mercaptionplus.csv").write_text("")
-    with pytest.raises(ValueError, match="track2_train_mercaptionplus.csv: the CSV is empty"):
+    with pytest.raises(UserError, match="track2_train_mercaptionplus.csv: the CSV is empty"):
         build_demo(assets, tmp_path)
 
 
@@ -154,7 +156,7 @@ def _subtitles(root: Path, names, file="transcription-engchi-polish.csv"):
 def _unibench(name: str, root: Path, tmp_path: Path, **overrides):
     block = {"data_root": str(root), "face_or_frame": "face_text", "preextracted_root": str(tmp_path / "feats"), **overrides}
     cfg = validate({"model": {}, "datasets": {name: block}, "run": {}})
-    builder = unibench.registry.get_builder_class(name)(cfg.datasets[name], cfg)
+    builder = unibench.registry.get_builder_class(name)(cfg, name)
     (dataset,) = builder.build(question=("labels", "Q?")).values()
     return dataset
 
@@ -209,16 +211,16 @@ def test_feature_files_never_unpickle(tmp_path):
         load_feature_npy("x", feature)
 
 
-def test_upstream_json_with_openface_csv_feeds_the_au_agent(demo_assets, tmp_path, shared_fixtures):
+def test_upstream_json_with_openface_csv_feeds_the_au_agent(demo_assets, tmp_path):
     import shutil
 
     assets = _copy_assets(demo_assets, tmp_path)
     raw = demo_config(assets, tmp_path / "out")
     raw["model"].update(use_au_agent=True, au_agent_base_model=str(assets / "models" / "tiny-au-agent"))
-    dataset = DemoBuilder(validate(raw).datasets.demo, validate(raw)).build()["train"]
+    dataset = DemoBuilder(validate(raw), "demo").build()["train"]
     name = dataset.records[0]["name"]
     folder = assets / "data/mer_factory_output/DEMO" / name
-    upstream = shared_fixtures / "mer_factory_upstream"
+    upstream = FIXTURES / "mer_factory_upstream"
     shutil.copy(upstream / "default_au_analysis.json", folder / f"{name}_au_analysis.json")
     shutil.copy(upstream / "default_openface.csv", folder / f"{name}.csv")
     frames = dataset[0]["au_agent_frames"]

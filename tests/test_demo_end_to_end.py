@@ -161,12 +161,12 @@ def test_single_clip_mode_answers_for_a_users_video(demo_assets, tmp_path, capsy
 
     run_dir = tmp_path / "frame_run"
     train_cfg = demo_config(demo_assets, run_dir)
-    train_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_text"
+    train_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_au_text"
     assert train.main(["--cfg-path", str(write_config(train_cfg, tmp_path / "t.yaml")), "--options",
                        "run.max_epoch=1", "run.iters_per_epoch=2", "run.num_workers=0"]) == 0
     video = write_synthetic_clip(tmp_path / "my_clip.mp4", n_frames=12, audio_seconds=3.0)
     eval_cfg = demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml")
-    eval_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_text"
+    eval_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_au_text"
     eval_cfg["model"].update(skip_encoders=False,
                              visual_encoder_path=str(build_tiny_clip_vision(tmp_path / "clip", projection_dim=768)),
                              acoustic_encoder_path=str(build_tiny_hubert(tmp_path / "hubert", hidden_size=1024)))

@@ -12,11 +12,19 @@ import pytest
 import torch
 
 from helpers_tiny_encoders import write_synthetic_clip
-from my_affectgpt.common.config_schema import DatasetConfig
 from my_affectgpt.common.tiny_models import build_tiny_clip_vision, build_tiny_hubert, build_tiny_open_clip
 from my_affectgpt.processors.au_json import load_au_analysis
 from my_affectgpt.processors.frame_sampling import FrameSampler
-from my_affectgpt.processors.raw_media import SampleMediaError, load_raw_media, repeat_to_length, video_frames
+from my_affectgpt.processors.au_json import AUJsonLocator
+from my_affectgpt.processors.raw_media import (
+    MediaSources,
+    RawMediaReader,
+    SampleMediaError,
+    SamplingSpec,
+    encoder_inputs,
+    repeat_to_length,
+    video_frames,
+)
 from my_affectgpt.extraction import runner as runner_module
 from my_affectgpt.datasets.features import feature_problem as npy_problem
 from my_affectgpt.extraction import cli
@@ -25,13 +33,20 @@ from my_affectgpt.extraction.encode import whole_sample_passes
 from my_affectgpt.models.au_clip import AUClipTextEncoder
 from my_affectgpt.models.encoders import build_encoder
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MEGAMIND = FIXTURES / "media" / "Megamind.avi"
 
 GOOD = ("clip_a", "clip_b", "clip_c", "short")  # "short" has 5 frames, fewer than frame_n_frms
 VISUAL_DIM, ACOUSTIC_DIM, AU_DIM = 768, 64, 512
 FRAME_DIR, FACE_DIR = "frame_CLIP_VIT_LARGE_8frms", "face_CLIP_VIT_LARGE_8frms"
 AUDIO_DIR, AU_DIR = "audio_HUBERT_LARGE_8clips", "au_CLIP_VITB32_8frms"
+
+
+def raw_inputs(world, name, modalities, frame_sampling="uniform", audio_root=None):
+    """Encoder inputs through the reader the dataset uses (``model.skip_encoders: False``)."""
+    reader = RawMediaReader(MediaSources(world["video"], audio_root, world["face"]),
+                            SamplingSpec(frame_sampling=frame_sampling), AUJsonLocator(world["mer"], "DEMO"))
+    return encoder_inputs(reader, name, modalities)
 
 
 def au_json(n_frames, peak, summaries):
@@ -129,7 +144,7 @@ def test_corrupt_and_silent_videos_are_reported_and_others_written(full_run):
     assert "broken.mp4" in failed[("broken", "frame")] and "broken.mp4" in failed[("broken", "audio")]
     assert "no audio stream" in failed[("silent", "audio")]
     assert ("silent", "frame") not in failed and (out / FRAME_DIR / "silent.npy").is_file()
-    assert "AU JSON not found" in failed[("clip_c", "au")]
+    assert "no AU analysis JSON for sample 'clip_c'" in failed[("clip_c", "au")]
     assert report["counts"]["frame"] == {"done": 5, "skipped": 0, "failed": 1, "redone_invalid": 0}
     assert report["counts"]["audio"]["done"] == 4 and report["counts"]["audio"]["failed"] == 2
     assert report["counts"]["au"]["done"] == 2
@@ -138,12 +153,10 @@ def test_corrupt_and_silent_videos_are_reported_and_others_written(full_run):
 def test_raw_media_through_the_encoder_equals_the_extracted_npy(world, full_run):
     """What the model computes from frame_pixels/face_pixels/audio_wave equals the .npy files."""
     _, out = full_run
-    ds_cfg = DatasetConfig(data_root=str(world["root"]))
-    roots = {"video": world["video"], "audio": world["root"] / "no_audio_folder", "face": world["face"]}
     visual = build_encoder("CLIP_VIT_LARGE", str(world["clip"]))
     acoustic = build_encoder("HUBERT_LARGE", str(world["hubert"]))
     for name in ("clip_a", "short"):
-        raw = load_raw_media(ds_cfg, name, ("frame", "face", "audio"), None, roots)
+        raw = raw_inputs(world, name, ("frame", "face", "audio"))
         assert raw["frame_pixels"].shape == (8, 3, 224, 224) and raw["audio_wave"].shape == (8, 32000)
         batch = {key: value[None] for key, value in raw.items()}  # as collate stacks them
         for key, folder, encoder in (("frame_pixels", FRAME_DIR, visual), ("face_pixels", FACE_DIR, visual)):
@@ -200,14 +213,12 @@ def test_short_video_repeats_its_frames_in_order(world):
 
 
 def test_bad_media_raise_an_error_naming_sample_and_file(world):
-    ds_cfg = DatasetConfig(data_root=str(world["root"]))
-    roots = {"video": world["video"], "audio": world["root"] / "absent", "face": world["face"]}
     with pytest.raises(SampleMediaError, match="broken.mp4"):
-        load_raw_media(ds_cfg, "broken", ("frame",), None, roots)
+        raw_inputs(world, "broken", ("frame",))
     with pytest.raises(SampleMediaError, match="no audio stream"):
-        load_raw_media(ds_cfg, "silent", ("audio",), None, roots)
+        raw_inputs(world, "silent", ("audio",))
     with pytest.raises(SampleMediaError, match="face crops"):
-        load_raw_media(ds_cfg, "silent", ("face",), None, roots)
+        raw_inputs(world, "silent", ("face",))
 
 
 def test_emotion_peak_uses_the_au_json_and_counts_fallbacks(world, tmp_path):
@@ -221,9 +232,7 @@ def test_emotion_peak_uses_the_au_json_and_counts_fallbacks(world, tmp_path):
     analysis = load_au_analysis(world["mer"] / "DEMO" / "clip_a" / "clip_a_au_analysis.json")
     sampled = video_frames(world["video"] / "clip_a.mp4", FrameSampler("emotion_peak", 8), analysis)
     assert 20 in sampled.indices and sampled.fallback is None
-    ds_cfg = DatasetConfig(data_root=str(world["root"]), frame_sampling="emotion_peak")
-    roots = {"video": world["video"], "audio": world["video"], "face": world["face"]}
-    pixels = load_raw_media(ds_cfg, "clip_a", ("frame",), analysis, roots)["frame_pixels"]
+    pixels = raw_inputs(world, "clip_a", ("frame",), frame_sampling="emotion_peak")["frame_pixels"]
     visual = build_encoder("CLIP_VIT_LARGE", str(world["clip"]))
     np.testing.assert_allclose(visual(pixels[None]).numpy(), np.load(save_root / "demo" / FRAME_DIR / "clip_a.npy"),
                                atol=2e-5)
@@ -315,10 +324,10 @@ def test_a_decoder_crash_costs_only_its_sample(world, tmp_path, monkeypatch):
 
     real_decode = decode.decode_sample
 
-    def crashing_decode(job, settings, sampler):
+    def crashing_decode(job, reader):
         if job.ref.name == "clip_b":
             os.kill(os.getpid(), signal.SIGSEGV)
-        return real_decode(job, settings, sampler)
+        return real_decode(job, reader)
 
     monkeypatch.setattr(decode, "decode_sample", crashing_decode)
     save_root = tmp_path / "crash"
@@ -371,7 +380,6 @@ def test_usage_errors(world, tmp_path):
     assert rc == 2
 
 
-@pytest.mark.skipif(not MEGAMIND.is_file(), reason="shared fixtures absent")
 def test_megamind_fixture(world, tmp_path):
     csv = names_csv(tmp_path / "list.csv", [str(MEGAMIND)])
     save_root = tmp_path / "megamind"

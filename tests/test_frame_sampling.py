@@ -16,7 +16,7 @@ from my_affectgpt.processors.frame_sampling import (
 from my_affectgpt.processors.openface_csv import augment_from_csv
 
 DATA = Path(__file__).parent / "data" / "au"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mer_factory_upstream"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mer_factory_upstream"
 
 
 # --------------------------------------------------------------------------- uniform
@@ -189,8 +189,6 @@ def test_sampler_validates_its_config():
 
 def test_sampler_on_upstream_fixture_with_csv():
     json_path, csv_path = FIXTURES / "default_au_analysis.json", FIXTURES / "default_openface.csv"
-    if not (json_path.is_file() and csv_path.is_file()):
-        pytest.skip("shared fixtures are not available")
     analysis = augment_from_csv(load_au_analysis(json_path), csv_path)
     sampler = FrameSampler("emotion_peak", 8)
     # peaks at 10.2 s, 11.733 s, 14.733 s -> 153, 176, 221 at 15 fps; distance 1 fills the rest:

@@ -11,7 +11,7 @@ from helpers_au_agent import build_tiny_agent_llm, load_script
 from my_affectgpt.processors.au_json import assistant_text, load_au_analysis
 from my_affectgpt.models.au_agent import AUAgent
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mer_factory_upstream"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mer_factory_upstream"
 NUM_FRAMES = 3
 gen = load_script("generate_au_descriptions")
 
@@ -185,8 +185,6 @@ def test_unreadable_and_frameless_files_are_reported(tmp_path, agent_dir, capsys
 
 
 def test_upstream_json_gets_its_frames_from_the_openface_csv(tmp_path, agent_dir):
-    if not FIXTURES.is_dir():
-        pytest.skip("../shared/fixtures is not present in this checkout")
     from my_affectgpt.processors.openface_csv import augment_from_csv
 
     sample = tmp_path / "out" / "default"

@@ -20,7 +20,7 @@ from my_affectgpt.processors.media import (
     split_audio_clips,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MEGAMIND = FIXTURES / "media" / "Megamind.avi"
 
 
@@ -79,7 +79,6 @@ def test_sampler_receives_frame_count_and_fps(clip_path):
 
 
 def test_frame_count_uses_uniform_sampler(clip_path):
-    pytest.importorskip("my_affectgpt.processors.frame_sampling")
     video = read_video_frames(clip_path, 8)
     assert video.frames.shape == (8, 224, 224, 3)
 
@@ -174,7 +173,6 @@ def test_garbage_audio_file_raises_media_error(tmp_path):
         read_audio(bad)
 
 
-@pytest.mark.skipif(not MEGAMIND.is_file(), reason="shared fixtures absent")
 def test_megamind_ac3_with_bad_packets_decodes_whole_track():
     wave, info = read_audio(MEGAMIND)
     assert info.codec == "ac3" and info.source_sample_rate == 48000
@@ -184,7 +182,6 @@ def test_megamind_ac3_with_bad_packets_decodes_whole_track():
     assert np.isfinite(wave).all() and np.abs(wave).max() > 0.01
 
 
-@pytest.mark.skipif(not MEGAMIND.is_file(), reason="shared fixtures absent")
 def test_megamind_video_frames():
     video = read_video_frames(MEGAMIND, lambda n, fps: np.linspace(0, n - 1, 8).round().astype(int))
     assert video.frames.shape == (8, 224, 224, 3)

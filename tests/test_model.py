@@ -11,8 +11,11 @@ from pathlib import Path
 
 import torch
 
-from my_affectgpt.common.config_schema import PROMPT_CONTENTS, feature_modalities
+from my_affectgpt.common.config import validate
+from my_affectgpt.common.errors import UserError
+from my_affectgpt.common.face_or_frame import PROMPT_CONTENTS, parse_face_or_frame
 from my_affectgpt.common.tiny_models import (
+    build_tiny_bert_config,
     build_tiny_clip_vision,
     build_tiny_hubert,
     build_tiny_llm,
@@ -47,7 +50,28 @@ ANSWERS = [
 
 @pytest.fixture(scope="session")
 def llm_dir(tmp_path_factory):
-    return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"))
+    root = tmp_path_factory.mktemp("tiny_llm")
+    build_tiny_bert_config(root.parent / f"{root.name}_bert", hidden_size=32, num_heads=4)
+    return build_tiny_llm(root)
+
+
+def model_config(llm_dir, face_or_frame="face", use_au=False, dataset=None, **model_overrides):
+    """A validated Config with one dataset block ``ds`` whose features come in the batch."""
+    llm_dir = Path(llm_dir)
+    bert = llm_dir.parent / f"{llm_dir.name}_bert"
+    if not bert.is_dir():
+        build_tiny_bert_config(bert, hidden_size=32, num_heads=4)
+    model = dict(
+        llama_model=str(llm_dir), lora_r=4, lora_alpha=8, qformer_config=str(bert), num_multi_query_token=4,
+        skip_encoders=True, video_fusion_type="attention", audio_fusion_type="attention",
+        au_fusion_type="attention", multi_fusion_type="qformer", num_au_query_token=1,
+    )
+    model.update(model_overrides)
+    feats = llm_dir.parent / "feats"
+    block = dict(face_or_frame=face_or_frame, use_au=use_au, use_preextracted_features=True,
+                 preextracted_root=str(feats), mer_factory_output=str(feats))
+    block.update(dataset or {})
+    return validate({"model": model, "datasets": {"ds": block}, "run": {}})
 
 
 @pytest.fixture
@@ -57,19 +81,9 @@ def tiny_clip(tmp_path):
 
 
 def make_model(llm_dir, face_or_frame="face", use_au=False, dataset=None, seed=0, **model_overrides):
-    cfg = dict(
-        llama_model=str(llm_dir), lora_r=4, lora_alpha=8,
-        qformer_hidden_size=32, qformer_num_heads=4, qformer_num_layers=2, num_multi_query_token=4,
-    )
-    cfg.update(model_overrides)
-    block = dict(face_or_frame=face_or_frame, use_au=use_au, **(dataset or {}))
-    if use_au:  # an AU source must exist: a pre-extracted AU folder, or a MER-Factory root
-        feats = Path(llm_dir).parent / "feats"
-        (feats / "au_CLIP_VITB32_8frms").mkdir(parents=True, exist_ok=True)
-        block.setdefault("preextracted_root", str(feats))
-        block.setdefault("mer_factory_output", str(feats))
+    cfg = model_config(llm_dir, face_or_frame, use_au, dataset, **model_overrides)
     torch.manual_seed(seed)
-    return AffectGPT.from_config(cfg, {"ds": block})
+    return AffectGPT.from_config(cfg)
 
 
 def make_prompt(face_or_frame, use_au=False, question=QUESTION):
@@ -88,7 +102,7 @@ def make_batch(face_or_frame="face", size=2, use_au=False, au_rows=(3, 2, 1, 4),
         "answer": ANSWERS[:size],
         "max_length": 1024,
     }
-    for stream in feature_modalities(face_or_frame):
+    for stream in parse_face_or_frame(face_or_frame).streams:
         width = ACOUSTIC_DIM if stream == "audio" else VISUAL_DIM
         batch[stream] = torch.randn(size, 8, width, generator=gen)
     if use_au:
@@ -516,22 +530,15 @@ def test_small_vocabulary_is_resized_deterministically(tmp_path, llm_dir):
 
 
 def test_lora_targets_missing_from_the_llm_are_reported(llm_dir):
-    with pytest.raises(ValueError, match="none of model.lora_target_modules"):
+    with pytest.raises(UserError, match="none of model.lora_target_modules"):
         make_model(llm_dir, "face", lora_target_modules=["query_key_value"])
     model = make_model(llm_dir, "face", lora_target_modules=["q_proj", "query_key_value"])
     assert set(model.llama_model.peft_config["default"].target_modules) == {"q_proj"}
 
 
 def test_builds_from_a_validated_config(llm_dir, tmp_path):
-    from my_affectgpt.common.config import validate
-
-    cfg = validate({
-        "model": {"llama_model": str(llm_dir), "qformer_hidden_size": 32, "qformer_num_heads": 4,
-                  "num_multi_query_token": 4, "lora_r": 4},
-        "datasets": {"demo": {"face_or_frame": "multiface_text", "use_au": False,
-                              "preextracted_root": str(tmp_path)}},
-    })
-    model = AffectGPT.from_config(cfg.model, cfg.datasets)
+    cfg = model_config(llm_dir, "multiface_text")
+    model = AffectGPT.from_config(cfg)
     assert set(model.branches) == {"multi"}
     assert model.cfg.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

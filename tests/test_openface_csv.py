@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.processors.au_json import AUAnalysis, UpstreamPeak, load_au_analysis
 from my_affectgpt.processors.facs import AU_NAMES, au_code, au_name, find_emotion_words
 from my_affectgpt.processors.openface_csv import (
@@ -20,14 +21,12 @@ from my_affectgpt.processors.openface_csv import (
 )
 
 DATA = Path(__file__).parent / "data" / "au"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mer_factory_upstream"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mer_factory_upstream"
 
 
 @pytest.fixture(scope="module")
 def upstream_fixture():
     json_path, csv_path = FIXTURES / "default_au_analysis.json", FIXTURES / "default_openface.csv"
-    if not (json_path.is_file() and csv_path.is_file()):
-        pytest.skip("shared fixtures are not available")
     return json_path, csv_path
 
 
@@ -100,7 +99,7 @@ def test_missing_csv_is_a_file_not_found_error(tmp_path):
 
 def test_openface_csv_path():
     assert openface_csv_path("/out/MER2023/s1/s1_au_analysis.json") == Path("/out/MER2023/s1/s1.csv")
-    with pytest.raises(ValueError, match="_au_analysis.json"):
+    with pytest.raises(UserError, match="_au_analysis.json"):
         openface_csv_path("/out/s1/s1.json")
 
 
@@ -115,7 +114,7 @@ def test_describe_aus_orders_by_au_and_formats_intensity():
 def test_describe_aus_edge_cases():
     assert describe_aus({}) == ""
     assert describe_aus({"AU11_r": 1.5}) == "AU11 (intensity: 1.50)"  # outside the OpenFace table
-    with pytest.raises(ValueError, match="gaze_0_x"):
+    with pytest.raises(UserError, match="gaze_0_x"):
         describe_aus({"gaze_0_x": 0.1})
 
 

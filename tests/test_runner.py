@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from my_affectgpt.common.errors import UserError
 from PIL import Image
 
 import train
@@ -319,7 +321,7 @@ def test_set_epoch_reaches_fresh_workers_every_pass():
 
 
 def test_too_small_dataset_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"training dataset 'toy' has 5 samples, fewer than one batch per process"):
+    with pytest.raises(UserError, match=r"training dataset 'toy' has 5 samples, fewer than one batch per process"):
         DataStream("toy", ToyDataset(5), batch_size=3, num_replicas=2, rank=0, seed=0)
 
 
@@ -392,7 +394,7 @@ def test_rank_helpers_read_torchrun_variables_before_the_process_group_exists(mo
     monkeypatch.setenv("RANK", "0")
     assert write_something() == "written"
     monkeypatch.setenv("RANK", "one")
-    with pytest.raises(ValueError, match="RANK='one' is not an integer"):
+    with pytest.raises(UserError, match="RANK='one' is not an integer"):
         get_rank()
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from my_affectgpt.common.atomic import write_file_atomic
+from my_affectgpt.common.errors import UserError
 
 logger = logging.getLogger("my_affectgpt")
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d{6,})\.pth$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
@@ -147,3 +148,24 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+_ANY_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d{6,})(?:_loss_[^/]*)?\.pth$")
+
+
+def checkpoint_epochs(folder: os.PathLike) -> List[int]:
+    """Epoch numbers of the checkpoints in ``folder`` (this project's and the original's naming)."""
+    folder = Path(folder)
+    return sorted({int(m.group(1)) for p in folder.iterdir() if (m := _ANY_CHECKPOINT_RE.match(p.name))})
+
+
+def find_epoch_checkpoint(folder: os.PathLike, epoch: int) -> Path:
+    """The checkpoint of ``epoch`` in ``folder`` under either naming."""
+    folder = Path(folder)
+    found = [p for p in folder.iterdir() if (m := _ANY_CHECKPOINT_RE.match(p.name)) and int(m.group(1)) == epoch]
+    if len(found) != 1:
+        raise CheckpointError(
+            f"{folder}: {len(found) or 'no'} checkpoint(s) of epoch {epoch} (checkpoint_{epoch:06d}.pth or "
+            f"checkpoint_{epoch:06d}_loss_*.pth){': ' + ', '.join(p.name for p in found) if found else ''}"
+        )
+    return found[0]

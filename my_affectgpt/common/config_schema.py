@@ -1,62 +1,36 @@
 """The configuration schema: one dataclass per YAML section.
 
 Every key users may write lives here, with its type, default and a one-line help string
-(`python -m my_affectgpt.common.config --describe` prints them; README's reference is made
-from that output). Field metadata:
+(`python -m my_affectgpt.common.config --describe` prints them; docs/CONFIG_REFERENCE.md is
+made from that output). Defaults and meanings are the original AffectGPT's wherever the
+original has the key. Field metadata:
 
 - ``help``: the description.
 - ``path``: the value is a filesystem path: ``~`` and ``$VARS`` are expanded and a relative
   path is resolved against the working directory.
 - ``path_or_hub``: like ``path`` when the expanded value exists on disk, otherwise kept as
   given (a Hugging Face hub id).
+- ``min``: the smallest valid value of a number.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, List, Literal, Optional
-
-# What each ``face_or_frame`` value puts in the prompt, in prompt order. "multi" is the
-# pre-fused token of audio with face (``multiface*``) or frame (``multiframe*``); "text" is
-# the subtitle sentence.
-PROMPT_CONTENTS = {
-    "multiface_audio_face_frame_text": ("multi", "audio", "face", "frame", "text"),
-    "multiface_audio_face_text": ("multi", "audio", "face", "text"),
-    "multiframe_audio_frame_text": ("multi", "audio", "frame", "text"),
-    "multiface_text": ("multi", "text"),
-    "faceframe": ("audio", "frame", "face", "text"),
-    "face": ("audio", "face", "text"),
-    "frame": ("audio", "frame", "text"),
-    "audioonly": ("audio",),
-    "textonly": ("text",),
-    "faceonly": ("face",),
-    "frameonly": ("frame",),
-    "audio_text": ("audio", "text"),
-    "face_text": ("face", "text"),
-    "frame_text": ("frame", "text"),
-}
-FACE_OR_FRAME_CHOICES = tuple(PROMPT_CONTENTS)
-
-
-def feature_modalities(face_or_frame: str) -> tuple:
-    """Raw feature streams (face, frame, audio) a ``face_or_frame`` value needs, in order."""
-    contents = PROMPT_CONTENTS[face_or_frame]
-    needed = []
-    if "multi" in contents:
-        needed += ["face" if face_or_frame.startswith("multiface") else "frame", "audio"]
-    needed += [m for m in contents if m in ("face", "frame", "audio")]
-    return tuple(dict.fromkeys(needed))
-
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Literal, Optional
 
 LABEL_TYPES = (
     "description",
     "ovlabel",
     "hybrid",
-    "onehot",
     "onehot_w_candidates",
+    "onehot_wo_candidates",
     "valence",
     "sentiment",
 )
+FUSION_TYPES = ("attention", "mean", "qformer", "softmax_attention")
+MULTI_FUSION_TYPES = ("qformer", "attention", "cross_attention")
+# The original's face-frame count and frame size when its vis_processor block does not say.
+DEFAULT_FACE_FRAMES = 8
+DEFAULT_IMAGE_SIZE = 224
 
 
 def _f(default, help: str, **meta):
@@ -66,57 +40,70 @@ def _f(default, help: str, **meta):
     return field(default=default, metadata=meta)
 
 
-FusionType = Literal["attention", "mean", "qformer"]
+FusionType = Literal["attention", "mean", "qformer", "softmax_attention"]
 
 
 @dataclass
 class ModelConfig:
     arch: str = _f("affectgpt", "registered model name")
-    llama_model: str = _f("", "LLM: local Hugging Face directory or hub id", path_or_hub=True)
+    llama_model: str = _f("", "LLM: local Hugging Face directory (or hub id org/name)", path_or_hub=True)
     llm_dtype: Literal["auto", "fp32", "fp16", "bf16"] = _f(
         "auto", "LLM weight dtype; auto = bf16 on GPU (fp16 if bf16 is unsupported), fp32 on CPU"
     )
+    max_length: int = _f(1024, "token limit of prompt + answer for every dataset (a dataset's max_length overrides it)", min=1)
     use_lora: bool = _f(True, "fine-tune the LLM with a LoRA adapter (the base stays frozen)")
-    lora_r: int = _f(16, "LoRA rank")
-    lora_alpha: int = _f(32, "LoRA alpha")
-    lora_dropout: float = _f(0.05, "LoRA dropout")
+    frozen_llm: bool = _f(False, "freeze the LoRA adapter too (only fusion modules train)")
+    lora_r: int = _f(16, "LoRA rank", min=1)
+    lora_alpha: int = _f(32, "LoRA alpha", min=1)
+    lora_dropout: float = _f(0.05, "LoRA dropout", min=0)
     lora_target_modules: List[str] = _f(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "LLM linear layers that get LoRA adapters",
     )
+    load_in_4bit: bool = _f(False, "load the frozen base LLM in 4-bit (QLoRA; needs bitsandbytes and CUDA)")
+    load_in_8bit: bool = _f(False, "load the frozen base LLM in 8-bit (needs bitsandbytes and CUDA)")
     gradient_checkpointing: bool = _f(False, "trade compute for memory in the LLM")
     skip_encoders: bool = _f(
-        True, "do not load the frozen frame/face/audio encoders (train on pre-extracted features)"
+        False, "do not load the frozen frame/face/audio encoders (train on pre-extracted features)"
     )
     visual_encoder: str = _f("CLIP_VIT_LARGE", "frame/face encoder name (feature folder name too)")
     visual_encoder_path: str = _f("", "HF CLIP directory or hub id for the visual encoder", path_or_hub=True)
     acoustic_encoder: str = _f("HUBERT_LARGE", "audio encoder name (feature folder name too)")
     acoustic_encoder_path: str = _f("", "HF HuBERT directory or hub id", path_or_hub=True)
-    preextracted_visual_dim: int = _f(768, "width of frame/face features (CLIP ViT-L/14: 768)")
-    preextracted_acoustic_dim: int = _f(1024, "width of audio features (HuBERT-large: 1024)")
-    preextracted_au_dim: int = _f(512, "width of AU text features (CLIP ViT-B/32 text: 512)")
-    video_fusion_type: FusionType = _f("attention", "frame/face fusion over time")
-    audio_fusion_type: FusionType = _f("attention", "audio fusion over clips")
-    au_fusion_type: FusionType = _f("attention", "AU fusion over described frames")
-    multi_fusion_type: Literal["qformer", "attention"] = _f(
-        "qformer", "pre-fusion of face-or-frame with audio (the <MultiHere> token)"
+    preextracted_visual_dim: int = _f(768, "width of frame/face features (CLIP ViT-L/14: 768)", min=1)
+    preextracted_acoustic_dim: int = _f(1024, "width of audio features (HuBERT-large: 1024)", min=1)
+    preextracted_au_dim: int = _f(512, "width of AU text features (CLIP ViT-B/32 text: 512)", min=1)
+    video_fusion_type: FusionType = _f(
+        "qformer", "frame/face fusion over time: attention (linear scores, no softmax), mean, qformer, "
+        "or softmax_attention (normalised scores, one set per token)"
     )
-    num_video_query_token: int = _f(1, "tokens for frame/face (attention: heads; qformer: queries)")
-    num_audio_query_token: int = _f(1, "tokens for audio")
-    num_au_query_token: int = _f(1, "tokens for AU")
-    num_multi_query_token: int = _f(16, "tokens for the Multi pre-fusion")
-    qformer_hidden_size: int = _f(768, "hidden width of the Q-Formers and of the Multi common space")
-    qformer_num_layers: int = _f(2, "Q-Former layers (cross-attention in every layer)")
-    qformer_num_heads: int = _f(12, "Q-Former attention heads")
-    qformer_max_positions: int = _f(64, "learned position embeddings for Q-Former inputs (time steps)")
-    frozen_video_Qformer: bool = _f(False, "freeze the frame/face fusion module")
+    audio_fusion_type: FusionType = _f("qformer", "audio fusion over clips (same choices)")
+    au_fusion_type: FusionType = _f("mean", "AU fusion over described frames (same choices)")
+    multi_fusion_type: Literal["qformer", "attention", "cross_attention"] = _f(
+        "attention", "pre-fusion of face-or-frame with audio (the <MultiHere> token): qformer, attention "
+        "(a learned two-way gate over the time-averaged streams), or cross_attention (each stream attends to "
+        "the other, then softmax attention pooling)"
+    )
+    num_video_query_token: int = _f(1, "tokens for frame/face", min=1)
+    num_audio_query_token: int = _f(1, "tokens for audio", min=1)
+    num_au_query_token: int = _f(8, "tokens for AU", min=1)
+    num_multi_query_token: int = _f(16, "tokens for the Multi pre-fusion", min=1)
+    qformer_config: str = _f(
+        "", "BERT config file or folder the Q-Formers are built from (like the original's "
+        "models/bert-base-uncased; '' = bert-base sizes)", path=True,
+    )
+    frozen_video_Qformer: bool = _f(False, "freeze the frame/face Q-Former (qformer fusion)")
     frozen_video_proj: bool = _f(False, "freeze the frame/face projection to the LLM")
-    frozen_audio_Qformer: bool = _f(False, "freeze the audio fusion module")
+    frozen_audio_Qformer: bool = _f(False, "freeze the audio Q-Former (qformer fusion)")
     frozen_audio_proj: bool = _f(False, "freeze the audio projection")
-    frozen_multi_Qformer: bool = _f(False, "freeze the Multi pre-fusion module")
+    frozen_multi_Qformer: bool = _f(False, "freeze the Multi Q-Former (multi_fusion_type: qformer)")
     frozen_multi_llama_proj: bool = _f(False, "freeze the Multi projection")
-    frozen_au_Qformer: bool = _f(False, "freeze the AU fusion module")
+    frozen_au_Qformer: bool = _f(False, "freeze the AU Q-Former (au_fusion_type: qformer)")
     frozen_au_proj: bool = _f(False, "freeze the AU projection")
+    vis_processor: Optional[Dict[str, Any]] = _f(
+        None, "original processor block; train.n_frms is the number of face frames, train.image_size "
+        "the frame/face size (other entries have no effect)"
+    )
     au_clip_model: str = _f(
         "ViT-B-32", "open_clip model for realtime AU text encoding, or a model-config JSON path"
     )
@@ -127,12 +114,27 @@ class ModelConfig:
     au_agent_base_model: str = _f("", "AU Agent base LLM directory or hub id", path_or_hub=True)
     au_agent_lora_weights: str = _f("", "AU Agent LoRA adapter directory ('' = base only)", path=True)
     au_agent_device: str = _f("", "device for the AU Agent, e.g. cuda:1 ('' = the model's device)")
-    au_agent_max_new_tokens: int = _f(96, "AU Agent generation length")
-    au_agent_batch_size: int = _f(8, "AU Agent generation batch size")
-    au_agent_num_frames: int = _f(1, "frames per video described by the AU Agent (peak frames first)")
-    ckpt: str = _f("", "warm-start trainable weights from this checkpoint", path=True)
+    au_agent_max_new_tokens: int = _f(96, "AU Agent generation length", min=1)
+    au_agent_batch_size: int = _f(8, "AU Agent generation batch size", min=1)
+    au_agent_num_frames: int = _f(1, "frames per video described by the AU Agent (peak frames first)", min=1)
+    ckpt: str = _f("", "warm-start trainable weights from this checkpoint (ours or the original's)", path=True)
     ckpt_2: str = _f("", "second warm-start checkpoint (loaded after ckpt)", path=True)
     ckpt_3: str = _f("", "third warm-start checkpoint (loaded after ckpt_2)", path=True)
+    partial_warm_start: bool = _f(
+        False, "let model.ckpt* hold only some of the trainable weights (otherwise a checkpoint that "
+        "fits none of them is an error)"
+    )
+
+    def face_frames(self) -> int:
+        """Face frames per video: the original's ``vis_processor.train.n_frms``."""
+        return int(_vis_train(self.vis_processor).get("n_frms", DEFAULT_FACE_FRAMES))
+
+    def image_size(self) -> int:
+        return int(_vis_train(self.vis_processor).get("image_size", DEFAULT_IMAGE_SIZE))
+
+
+def _vis_train(block: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    return dict((block or {}).get("train") or {})
 
 
 @dataclass
@@ -148,81 +150,93 @@ class DatasetConfig:
     video_root: str = _f("", "videos folder ('' = the dataset's usual folder under data_root)", path=True)
     audio_root: str = _f("", "audio folder ('' = the dataset's usual folder under data_root)", path=True)
     face_root: str = _f("", "face crops folder ('' = data_root/openface_face)", path=True)
-    split: str = _f("train", "which split this block builds (train or test)")
-    face_or_frame: str = _f("multiface_audio_face_text", "what the prompt contains; see SPEC 5")
-    label_type: str = _f("description", "target kind: " + ", ".join(LABEL_TYPES))
-    use_preextracted_features: bool = _f(True, "read frame/face/audio features from .npy files")
+    split: str = _f("train", "which split this block builds (train, or test for inference)")
+    face_or_frame: str = _f(
+        "multiface_audio_face_text", "what the prompt contains (an '_au' part adds the AU block); see README"
+    )
+    label_type: str = _f("description", "target kind: " + ", ".join(LABEL_TYPES) + " (hybird = hybrid)")
+    ratio: float = _f(1.0, "train on a random fraction of the samples (seeded by run.seed)", min=0)
+    use_preextracted_features: bool = _f(False, "read frame/face/audio (and AU) features from .npy files")
+    use_preextracted_frame: Optional[bool] = _f(None, "frames from .npy (null = use_preextracted_features)")
+    use_preextracted_face: Optional[bool] = _f(None, "faces from .npy (null = use_preextracted_features)")
+    use_preextracted_audio: Optional[bool] = _f(None, "audio from .npy (null = use_preextracted_features)")
+    use_preextracted_au: Optional[bool] = _f(None, "AU from .npy (null = use_preextracted_features)")
     preextracted_root: str = _f("", "folder holding frame_*/face_*/audio_*/au_* feature folders", path=True)
     visual_encoder: str = _f("CLIP_VIT_LARGE", "visual feature folder name")
     acoustic_encoder: str = _f("HUBERT_LARGE", "acoustic feature folder name")
-    clips_per_video: int = _f(8, "audio clips per video")
-    frame_n_frms: int = _f(8, "frames per video")
+    clips_per_video: int = _f(8, "audio clips per video", min=1)
+    frame_n_frms: Optional[int] = _f(None, "frames per video (null = the face frame count)", min=1)
+    face_n_frms: Optional[int] = _f(None, "face crops per video (null = model.vis_processor.train.n_frms, 8)", min=1)
     frame_sampling: Literal["uniform", "emotion_peak"] = _f("uniform", "frame sampling strategy")
-    image_size: int = _f(224, "frame/face size at decode time")
+    face_sampling: Literal["uniform", "emotion_peak"] = _f("uniform", "face crop sampling strategy")
+    image_size: Optional[int] = _f(None, "frame/face size at decode time (null = model.vis_processor, 224)", min=1)
     mer_factory_output: str = _f("", "MER-Factory output root (AU JSONs)", path=True)
     mer_factory_folder: str = _f("", "override of the dataset's MER-Factory folder name")
-    use_au: Optional[bool] = _f(None, "AU channel on/off (default: on when AU data is configured)")
+    use_au: Optional[bool] = _f(None, "AU block on/off (null = on when face_or_frame has an '_au' part)")
     use_au_clip_realtime: bool = _f(False, "encode AU summary_description texts with CLIP in real time")
     au_missing_description: Literal["error", "empty", "skip"] = _f(
         "error", "a sample whose JSON has no AU descriptions: error, empty AU channel, or skip"
     )
-    max_length: int = _f(1024, "token limit of prompt + answer (the answer is truncated to fit)")
-    sample_ratio: float = _f(1.0, "mixing weight when several training datasets are configured")
+    max_length: Optional[int] = _f(None, "token limit of prompt + answer (null = model.max_length)", min=1)
+    sample_ratio: float = _f(1.0, "mixing weight when several training datasets are configured", min=0)
 
 
 @dataclass
 class RunConfig:
     task: str = _f("video_text_pretrain", "registered task")
-    runner: str = _f("runner_iter", "registered runner")
+    runner: str = _f("runner_iter", "registered runner (runner_base, the original's name, is read as runner_iter)")
     lr_sched: str = _f("linear_warmup_cosine_lr", "registered LR schedule")
-    init_lr: float = _f(1e-4, "peak learning rate")
-    min_lr: float = _f(1e-5, "final learning rate of the cosine schedule")
-    warmup_lr: float = _f(1e-6, "learning rate at step 0")
-    warmup_steps: int = _f(0, "linear warmup steps")
-    lr_decay_rate: float = _f(0.1, "per-epoch decay for linear_warmup_step_lr")
-    weight_decay: float = _f(0.05, "AdamW weight decay (not on biases, norms, 1-D params)")
-    beta2: float = _f(0.999, "AdamW beta2")
-    max_epoch: int = _f(1, "epochs")
-    iters_per_epoch: int = _f(100, "optimizer-loop iterations per epoch")
-    batch_size_train: int = _f(2, "per-process training batch size")
-    batch_size_eval: int = _f(2, "per-process evaluation batch size")
-    accum_grad_iters: int = _f(1, "gradient accumulation (the loss is divided by it)")
-    max_grad_norm: Optional[float] = _f(None, "clip gradients to this norm (null: no clipping)")
+    init_lr: float = _f(1e-4, "peak learning rate", min=0)
+    min_lr: float = _f(1e-5, "final learning rate of the cosine schedule", min=0)
+    warmup_lr: float = _f(1e-6, "learning rate at step 0", min=0)
+    warmup_steps: int = _f(0, "linear warmup steps", min=0)
+    lr_decay_rate: float = _f(0.1, "per-epoch decay for linear_warmup_step_lr", min=0)
+    weight_decay: float = _f(0.05, "AdamW weight decay (not on biases, norms, 1-D params)", min=0)
+    beta2: float = _f(0.999, "AdamW beta2", min=0)
+    max_epoch: int = _f(1, "epochs (numbered from 1)", min=1)
+    iters_per_epoch: int = _f(100, "optimizer-loop iterations per epoch", min=1)
+    batch_size_train: int = _f(2, "per-process training batch size", min=1)
+    batch_size_eval: int = _f(2, "per-process evaluation batch size", min=1)
+    accum_grad_iters: int = _f(1, "gradient accumulation (the loss is divided by it)", min=1)
+    max_grad_norm: Optional[float] = _f(None, "clip gradients to this norm (null: no clipping)", min=0)
     seed: int = _f(42, "base seed (each rank adds its rank)")
-    num_workers: int = _f(2, "DataLoader workers")
-    amp: bool = _f(True, "mixed precision on GPU (ignored on CPU)")
+    num_workers: int = _f(2, "DataLoader workers", min=0)
+    amp: bool = _f(True, "mixed precision (autocast) on GPU and CPU")
     amp_dtype: Literal["bf16", "fp16"] = _f("bf16", "AMP dtype; fp16 uses a GradScaler")
     device: Literal["cuda", "cpu"] = _f("cuda", "device")
     output_dir: str = _f("", "run folder (default output/<config file stem>)", path=True)
     resume_ckpt_path: Optional[str] = _f(None, "checkpoint to resume, or 'auto' for the newest valid one")
-    save_every_iters: int = _f(0, "also checkpoint every N iterations (0: only at epoch end)")
-    keep_last_n: int = _f(0, "keep only the newest N checkpoints (0: keep all)")
+    save_every_iters: int = _f(0, "also checkpoint every N iterations (0: only at epoch end)", min=0)
+    keep_last_n: int = _f(0, "keep only the newest N checkpoints (0: keep all)", min=0)
     visualize_training: bool = _f(True, "write training curves and data every epoch")
     tensorboard: bool = _f(False, "also log TensorBoard scalars")
-    log_freq: int = _f(50, "print a log line every N iterations")
+    log_freq: int = _f(50, "print a log line every N iterations", min=1)
     on_bad_sample: Literal["error", "skip"] = _f("error", "a sample that cannot be loaded")
-    max_nonfinite_steps: int = _f(0, "consecutive non-finite losses tolerated (skipped) before stopping")
+    max_nonfinite_steps: int = _f(0, "consecutive non-finite losses tolerated (skipped) before stopping", min=0)
 
 
 @dataclass
 class InferenceConfig:
-    ckpt: str = _f("", "checkpoint or exported folder to evaluate", path=True)
-    ckpt_root: str = _f("", "folder of checkpoint_XXXXXX.pth files", path=True)
-    test_epoch: Optional[int] = _f(None, "epoch under ckpt_root")
-    test_epochs: str = _f("", "epoch range under ckpt_root, e.g. '30-60'")
-    skip_epoch: int = _f(1, "stride through test_epochs")
-    batch_size: int = _f(8, "generation batch size")
+    ckpt: str = _f("", "checkpoint (ours or the original's) or exported folder to evaluate", path=True)
+    ckpt_root: str = _f("", "folder of checkpoint_XXXXXX[_loss_*].pth files", path=True)
+    ckpt_name: str = _f("", "run folder under output/<config stem>/ (the original's ckpt_name; used when ckpt_root is unset)")
+    test_epoch: Optional[int] = _f(None, "epoch under ckpt_root (epochs count from 1)", min=0)
+    test_epochs: str = _f("", "epoch range under ckpt_root, e.g. '30-60' ('' with no test_epoch: the last epoch)")
+    skip_epoch: int = _f(1, "in test_epochs, only epochs divisible by this", min=1)
+    batch_size: int = _f(8, "generation batch size", min=1)
     use_au_clip_realtime: bool = _f(False, "AU channel from JSON texts encoded with CLIP in real time")
     mer_factory_output: str = _f("", "MER-Factory output root for every test dataset", path=True)
     frame_sampling: Optional[Literal["uniform", "emotion_peak"]] = _f(None, "override for test datasets")
-    frame_n_frms: Optional[int] = _f(None, "override for test datasets")
-    max_new_tokens: int = _f(256, "generation length")
+    frame_n_frms: Optional[int] = _f(None, "override for test datasets", min=1)
+    max_new_tokens: int = _f(256, "generation length", min=1)
     do_sample: bool = _f(False, "sample instead of greedy decoding")
-    temperature: float = _f(1.0, "sampling temperature")
-    top_p: float = _f(0.9, "sampling nucleus")
+    temperature: float = _f(1.0, "sampling temperature", min=0)
+    top_p: float = _f(0.9, "sampling nucleus", min=0)
     no_reasoning: bool = _f(False, "ask for labels only (also --no_reasoning)")
     label_extractor: str = _f("lexicon", "'lexicon' or a local LLM path for label extraction", path_or_hub=True)
-    emotion_wheel: str = _f("", "optional grouping file for HIT rate", path=True)
+    emotion_wheel: str = _f("", "emotion-wheel folder (the official MER-UniBench one) or word,group file", path=True)
+    base_root: str = _f("", "the original's results root: results go to {base_root}-{dataset}/ ('' = run.output_dir/results-{dataset})", path=True)
+    gpu: Optional[int] = _f(None, "the original's GPU index: run on cuda:{gpu}", min=0)
 
 
 SECTIONS = {
@@ -230,15 +244,84 @@ SECTIONS = {
     "run": RunConfig,
     "inference": InferenceConfig,
 }
-DATASET_SECTION = DatasetConfig
 
-# Keys from the original AffectGPT configs that have no effect here: accepted so an old
-# config loads, reported once.
+# Keys of the original AffectGPT configs that had no effect there (or only on inputs this
+# project does not take, such as single images): accepted so an original config loads, and
+# reported once. Each maps to why.
 LEGACY_IGNORED = {
-    "model": {"model_type", "frozen_llm", "max_txt_len", "end_sym", "low_resource", "device_8bit"},
-    "datasets": {"data_type", "vis_processor", "text_processor", "img_processor", "build_info"},
-    "run": {"evaluate", "train_splits", "valid_splits", "test_splits", "world_size", "dist_url", "distributed"},
-    "inference": set(),
+    "model": {
+        "model_type": "the original never read it",
+        "image_fusion_type": "it only applies to single-image inputs, which no dataset here has",
+        "num_image_query_token": "it only applies to single-image inputs, which no dataset here has",
+        "text_processor": "the original's text processor left subtitles unchanged",
+        "img_processor": "it only applies to single-image inputs",
+        "low_resource": "the original never read it",
+        "device_8bit": "the original never read it",
+        "end_sym": "the original never read it",
+        "max_txt_len": "the original never read it",
+    },
+    "datasets": {
+        "data_type": "the dataset's name decides its reader",
+        "vis_processor": "the model block's vis_processor is the one the original read",
+        "text_processor": "the original's text processor left subtitles unchanged",
+        "img_processor": "it only applies to single-image inputs",
+        "build_info": "paths come from data_root and the *_root keys",
+        "use_realtime_extraction": "the original's feature-extraction service is not part of this project "
+                                   "(use pre-extracted features or model.skip_encoders: False)",
+        "extraction_server_host": "the original's feature-extraction service is not part of this project",
+        "extraction_server_port": "the original's feature-extraction service is not part of this project",
+    },
+    "run": {
+        "evaluate": "training never evaluates on a validation split here; run inference.py",
+        "train_splits": "each dataset block's split key says which split it builds",
+        "valid_splits": "there is no validation loop during training",
+        "test_splits": "there is no test loop during training; run inference.py",
+        "world_size": "torchrun sets the world size",
+        "dist_url": "torchrun sets the rendezvous",
+        "distributed": "torchrun decides (several processes = distributed)",
+        "job_name": "run.output_dir names the run folder",
+    },
+    "inference": {
+        "task": "inference always runs the model's generation",
+        "vis_processor": "the model block's vis_processor is the one the original read",
+        "text_processor": "the original's text processor left subtitles unchanged",
+        "img_processor": "it only applies to single-image inputs",
+        "face_or_frame": "the original took face_or_frame from the training datasets' blocks",
+        "use_preextracted_features": "the original's inference decoded raw media whatever it said; "
+                                     "each dataset block's use_preextracted_* keys decide here",
+        "use_preextracted_frame": "each dataset block's use_preextracted_* keys decide",
+        "use_preextracted_face": "each dataset block's use_preextracted_* keys decide",
+        "use_preextracted_audio": "each dataset block's use_preextracted_* keys decide",
+        "use_preextracted_au": "each dataset block's use_preextracted_* keys decide",
+        "preextracted_root": "each dataset block's preextracted_root decides",
+        "visual_encoder": "each dataset block's visual_encoder decides",
+        "acoustic_encoder": "each dataset block's acoustic_encoder decides",
+    },
+}
+
+# Original keys that are accepted only with their harmless value; anything else is an error
+# naming what to do instead. section -> key -> (harmless values, message).
+UNSUPPORTED_VALUES = {
+    "datasets": {
+        "use_realtime_extraction": ((False, None), "the original's feature-extraction service is not part of "
+                                    "this project; pre-extract features or set model.skip_encoders: False"),
+    },
+    "run": {
+        "evaluate": ((False, None), "evaluation during training is not part of this project; run inference.py"),
+    },
+}
+
+# Keys this project once had and replaced; using one is an error that says what to write now.
+REMOVED_KEYS = {
+    "model": {
+        "qformer_hidden_size": "the Q-Former sizes come from model.qformer_config (a BERT config: hidden_size, "
+                               "num_attention_heads, intermediate_size)",
+        "qformer_num_heads": "the Q-Former sizes come from model.qformer_config (a BERT config)",
+        "qformer_num_layers": "the Q-Formers have 2 layers, as in the original; their sizes come from "
+                              "model.qformer_config",
+        "qformer_max_positions": "the Q-Former position tables have the original's sizes (32 frames, 8 clips, "
+                                 "264 Multi steps)",
+    },
 }
 
 # Aliases users bring from elsewhere: section -> {alias: canonical key}.
@@ -246,31 +329,8 @@ KEY_ALIASES = {
     "run": {"gradient_accumulation_steps": "accum_grad_iters"},
 }
 VALUE_ALIASES = {
-    ("datasets", "label_type"): {"hybird": "hybrid"},
+    ("datasets", "label_type"): {"hybird": "hybrid", "onehot": "onehot_wo_candidates"},
+    ("run", "runner"): {"runner_base": "runner_iter"},
 }
-
-
-def schema_for(section: str) -> Any:
-    return DATASET_SECTION if section == "datasets" else SECTIONS[section]
-
-
-
-def to_dataclass(cls, cfg, label: str):
-    """``cfg`` (a dataclass, mapping or OmegaConf node) as a ``cls`` instance, defaults filled in.
-
-    Hot paths (dataset ``__getitem__``, the model's forward) read plain attributes instead of
-    OmegaConf nodes, whose attribute lookups cost microseconds each.
-    """
-    from omegaconf import OmegaConf
-
-    if isinstance(cfg, cls):
-        return cfg
-    if OmegaConf.is_config(cfg):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    if not isinstance(cfg, Mapping):
-        raise ValueError(f"{label}: expected a mapping of keys, got {type(cfg).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"{label}: unknown keys {unknown}")
-    return cls(**dict(cfg))
+# The original's configs write 'xxx' for "not set" (and 'xxx-xxx' for an unset epoch range).
+UNSET_MARKERS = ("xxx", "xxx-xxx")

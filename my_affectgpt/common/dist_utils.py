@@ -12,6 +12,8 @@ import os
 import random
 from dataclasses import dataclass
 
+from my_affectgpt.common.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -33,7 +35,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
+        raise UserError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
 
 
 def _process_group_ready() -> bool:
@@ -90,7 +92,7 @@ def init_distributed(device: str) -> DistInfo:
     rank, world_size, local_rank = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0)
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise UserError(
                 "run.device is 'cuda' but PyTorch sees no GPU; set run.device: cpu "
                 "(or pass --options run.device=cpu)"
             )
@@ -102,7 +104,7 @@ def init_distributed(device: str) -> DistInfo:
 
         for name in ("MASTER_ADDR", "MASTER_PORT"):
             if name not in os.environ:
-                raise ValueError(f"WORLD_SIZE={world_size} but {name} is not set; launch with torchrun")
+                raise UserError(f"WORLD_SIZE={world_size} but {name} is not set; launch with torchrun")
         dist.init_process_group(
             backend="nccl" if device.startswith("cuda") else "gloo", rank=rank, world_size=world_size
         )

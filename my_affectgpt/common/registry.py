@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, Optional
 
+from my_affectgpt.common.errors import UserError
+
 BUCKETS = (
     "builder",  # dataset builders, keyed by dataset name
     "model",
@@ -20,7 +22,7 @@ BUCKETS = (
 )
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """An unknown or duplicate registry name."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly

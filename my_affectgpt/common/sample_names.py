@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 
+from my_affectgpt.common.errors import UserError
 
-class InvalidSampleNameError(ValueError):
+
+class InvalidSampleNameError(UserError, ValueError):
     """A sample name that is not a plain file stem."""
 
 

@@ -154,3 +154,14 @@ def build_tiny_hubert(out_dir: Path, hidden_size: int = 64, seed: int = 0) -> Pa
     HubertModel(config).save_pretrained(str(out_dir))
     return Path(out_dir)
 
+
+
+def build_tiny_bert_config(out_dir: Path, hidden_size: int = 64, num_heads: int = 4) -> Path:
+    """A folder holding only a small BERT ``config.json``, the kind ``model.qformer_config``
+    points at (the Q-Formers are built from it, not loaded)."""
+    from transformers import BertConfig
+
+    out_dir = Path(out_dir)
+    BertConfig(hidden_size=hidden_size, num_attention_heads=num_heads, intermediate_size=4 * hidden_size,
+               num_hidden_layers=2).save_pretrained(str(out_dir))
+    return out_dir

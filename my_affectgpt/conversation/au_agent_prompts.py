@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import List
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.processors.au_json import assistant_text
 from my_affectgpt.processors.facs import AU_NAMES, au_code
 
@@ -25,7 +26,7 @@ USER_INSTRUCTION = "Describe the facial muscle movement in this frame."
 _REPLY_END = re.compile(r"###|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>")
 
 
-class AUAgentInputError(ValueError):
+class AUAgentInputError(UserError, ValueError):
     """A frame the AU Agent cannot describe (bad ``active_aus``); the message names the key."""
 
 

@@ -27,6 +27,7 @@ from typing import Dict, List
 
 from torch.utils.data import Dataset
 
+from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.common.registry import registry
 from my_affectgpt.processors.au_json import AU_JSON_SUFFIX, AUJsonError, AUJsonLocator
 from my_affectgpt.datasets.collate import collate
@@ -41,7 +42,7 @@ SHOWN_EXAMPLES = 5
 EXAMPLE_AUS = '{"AU06_r": 2.3}'
 
 
-class AUPairsError(ValueError):
+class AUPairsError(UserError, ValueError):
     """A pairs source that cannot be used; the message names the file and the fix."""
 
 
@@ -61,7 +62,7 @@ def _parse_active_aus(value, where: str) -> Dict[str, float]:
 
 def _table_rows(path: Path) -> List[dict]:
     if not path.is_file():
-        raise FileNotFoundError(f"AU pairs file not found: {path}; check datasets.au_agent_pairs.label_path")
+        raise UserFileNotFoundError(f"AU pairs file not found: {path}; check datasets.au_agent_pairs.label_path")
     if path.suffix.lower() == ".csv":
         from my_affectgpt.datasets.tables import read_csv
 
@@ -125,7 +126,7 @@ def pairs_from_jsons(folder: os.PathLike, on_bad_file: str = "error") -> List[di
     folder = Path(folder)
     paths = sorted(folder.glob(f"*/*{AU_JSON_SUFFIX}"))
     if not paths:
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"no <name>/<name>{AU_JSON_SUFFIX} files under {folder}; set datasets.au_agent_pairs."
             "mer_factory_output (and mer_factory_folder), or label_path to a CSV/JSONL of pairs"
         )
@@ -208,12 +209,12 @@ class AUAgentPairsDataset(Dataset):
 class AUAgentPairsBuilder:
     """Builds the block's ``split`` from ``label_path`` or the AU JSONs (see the module docstring)."""
 
-    def __init__(self, ds_cfg, cfg):
-        self.ds_cfg = ds_cfg
+    def __init__(self, cfg, name: str):
         self.cfg = cfg
+        self.name = name
 
-    def build(self) -> Dict[str, AUAgentPairsDataset]:
-        ds = self.ds_cfg
+    def build(self, question=None) -> Dict[str, AUAgentPairsDataset]:
+        ds = self.cfg.datasets[self.name]
         if ds.label_path:
             source = str(ds.label_path)
             pairs = pairs_from_table(ds.label_path)
@@ -223,7 +224,7 @@ class AUAgentPairsBuilder:
             pairs = pairs_from_jsons(folder, on_bad_file=self.cfg.run.on_bad_sample)
         else:
             raise AUPairsError(
-                "datasets.au_agent_pairs needs label_path (a CSV/JSONL of active_aus, au_description, "
+                f"datasets.{self.name} needs label_path (a CSV/JSONL of active_aus, au_description, "
                 "description) or mer_factory_output (AU JSONs with descriptions)"
             )
         return {ds.split: AUAgentPairsDataset(pairs, max_length=ds.max_length, source=source)}

@@ -1,4 +1,4 @@
-"""BaseDataset: one sample = modality inputs + prompt + answer (SPEC 6, ARCHITECTURE.md).
+"""BaseDataset: one sample = modality inputs + prompt + answer (see docs/ARCHITECTURE.md).
 
 Subclasses only say where their annotations are (``read_records``) and their MER-Factory
 folder name; everything else (features, media, the AU channel, the prompt, the bad-sample
@@ -13,20 +13,15 @@ from typing import Dict, List, Optional
 
 from torch.utils.data import Dataset
 
-from my_affectgpt.common.config_schema import (
-    PROMPT_CONTENTS,
-    DatasetConfig,
-    ModelConfig,
-    feature_modalities,
-    to_dataclass,
-)
+from my_affectgpt.common.face_or_frame import parse_face_or_frame
+from my_affectgpt.common.sample_names import check_sample_name
 from my_affectgpt.conversation import prompts
 from my_affectgpt.datasets.au_source import AUSource
 from my_affectgpt.datasets.collate import collate
-from my_affectgpt.datasets.errors import BadSampleError
+from my_affectgpt.datasets.errors import BadSampleError, DatasetError
 from my_affectgpt.datasets.features import FeatureLayout, load_feature_npy
-from my_affectgpt.common.sample_names import check_sample_name
 from my_affectgpt.datasets.tables import read_csv
+from my_affectgpt.processors.raw_media import MediaSources, RawMediaReader, SampleMediaError, SamplingSpec, encoder_inputs
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -53,31 +48,38 @@ class BaseDataset(Dataset):
     default_media_folders = {"video": "video", "audio": "audio", "face": "openface_face"}
     eval_kind = "openset"  # how inference scores it: discrete, sentiment or openset
 
-    def __init__(
-        self,
-        ds_cfg,
-        model_cfg,
-        *,
-        on_bad_sample: str = "error",
-        seed: int = 42,
-        question: Optional[tuple] = None,
-        au_realtime: bool = False,
-    ):
-        self.cfg = to_dataclass(DatasetConfig, ds_cfg, "datasets")
-        self.model_cfg = to_dataclass(ModelConfig, model_cfg, "model")
-        self.on_bad_sample = on_bad_sample
-        self.seed = seed
+    # The label types ``hybrid`` draws from (the original's label_type_candidates).
+    hybrid_choices = ("description", "ovlabel")
+
+    def __init__(self, cfg, name: str, *, question: Optional[tuple] = None):
+        """``cfg`` is the validated :class:`~my_affectgpt.common.config.Config`, ``name`` the
+        dataset block; ``question`` is ``None`` for training or ``(prompt_kind, question)``
+        for inference."""
+        self.name = name
+        self.cfg = cfg.datasets[name]
+        self.model_cfg = cfg.model
+        self.on_bad_sample = cfg.run.on_bad_sample
+        self.seed = cfg.run.seed
         self.question = question
         self.pass_index = 0
-        self.modalities = feature_modalities(ds_cfg.face_or_frame)
+        self.layout = parse_face_or_frame(self.cfg.face_or_frame)
         self.features = feature_layout(self.cfg)
-        self.au = AUSource(self.cfg, self.model_cfg, self.dataset_folder(), realtime=au_realtime)
+        locator = None
+        if self.cfg.mer_factory_output:
+            from my_affectgpt.processors.au_json import AUJsonLocator
+
+            locator = AUJsonLocator(self.cfg.mer_factory_output, self.dataset_folder())
+        self.au = AUSource(cfg.au_mode(name), self.cfg, self.model_cfg, locator)
+        self.media = RawMediaReader(self.media_sources(), self.sampling_spec(), locator, dataset=name)
         self.records = self.read_records()
         for record in self.records:
             check_sample_name(record["name"], self.annotation_source())
-        self.au_block = None if self.au.mode is None else ("au_agent" if self.au.mode == "agent" else "au")
         if not self.records:
-            raise ValueError(f"{type(self).__name__}: no samples found in {self.annotation_source()}")
+            raise DatasetError(f"datasets.{name}: no samples found in {self.annotation_source()}")
+        if self.cfg.ratio < 1:  # the original's random subset, seeded here
+            keep = max(1, int(len(self.records) * self.cfg.ratio))
+            self.records = random.Random(self.seed).sample(self.records, keep)
+        self.au_block = None if self.au.mode is None else ("au_agent" if self.au.mode == "agent" else "au")
 
     # -- what subclasses provide -------------------------------------------------------------
     def read_records(self) -> List[Dict]:
@@ -112,7 +114,21 @@ class BaseDataset(Dataset):
         return Path(configured) if configured else Path(self.cfg.data_root) / self.default_media_folders[kind]
 
     def prompt_contents(self) -> tuple:
-        return PROMPT_CONTENTS[self.cfg.face_or_frame]
+        return self.layout.contents
+
+    def media_sources(self) -> MediaSources:
+        audio = self.media_root("audio")
+        return MediaSources(
+            video_root=self.media_root("video"),
+            # the configured audio folder, or the usual one when it exists; else the video's audio
+            audio_root=audio if self.cfg.audio_root or audio.is_dir() else None,
+            face_root=self.media_root("face"),
+        )
+
+    def sampling_spec(self) -> SamplingSpec:
+        c = self.cfg
+        return SamplingSpec(c.frame_sampling, c.frame_n_frms, c.face_sampling, c.face_n_frms,
+                            c.clips_per_video, c.image_size)
 
     def dataset_folder(self) -> str:
         return self.cfg.mer_factory_folder or self.mer_factory_folder
@@ -146,10 +162,9 @@ class BaseDataset(Dataset):
     def load_sample(self, record: Dict) -> Dict:
         name = record["name"]
         sample: Dict = {"name": name, "max_length": self.cfg.max_length}
-        if self.cfg.use_preextracted_features:
-            sample.update(self._preextracted(name))
-        else:
-            sample.update(self._raw_media(name))
+        streams = self.layout.streams
+        sample.update(self._preextracted(name, [s for s in streams if self._preextracted_stream(s)]))
+        sample.update(self._raw_media(name, [s for s in streams if not self._preextracted_stream(s)]))
         if self.au.mode is not None:
             sample.update(self.au.load(name))
         question, answer = self._question_answer(record)
@@ -165,6 +180,7 @@ class BaseDataset(Dataset):
         return prompts.training_target(
             self.cfg.label_type,
             rng,
+            hybrid_choices=self.hybrid_choices,
             reason=record.get("reason", ""),
             openset=record.get("openset") or [],
             label=record.get("label", ""),
@@ -172,15 +188,21 @@ class BaseDataset(Dataset):
             valence=record.get("valence"),
         )
 
-    def _preextracted(self, name: str) -> Dict:
+    def _preextracted_stream(self, stream: str) -> bool:
+        return getattr(self.cfg, f"use_preextracted_{stream}")
+
+    def _preextracted(self, name: str, streams) -> Dict:
         layout = self.features
-        return {m: load_feature_npy(name, layout.path(m, name), layout.rows(m)) for m in self.modalities}
+        return {m: load_feature_npy(name, layout.path(m, name), layout.rows(m)) for m in streams}
 
-    def _raw_media(self, name: str) -> Dict:
-        from my_affectgpt.processors.raw_media import SampleMediaError, load_raw_media
-
-        roots = {kind: self.media_root(kind) for kind in ("video", "audio", "face")}
+    def _raw_media(self, name: str, streams) -> Dict:
+        if not streams:
+            return {}
         try:
-            return load_raw_media(self.cfg, name, self.modalities, self.au.analysis_for_sampling(name), roots)
+            return encoder_inputs(self.media, name, streams)
         except SampleMediaError as err:
             raise BadSampleError(name, err.folder, err.reason) from None
+
+    def fallback_reports(self) -> List[str]:
+        """emotion_peak fallbacks to uniform sampling in this process (logged when new)."""
+        return self.media.fallback_reports()

@@ -9,24 +9,18 @@ from my_affectgpt.datasets.mercaptionplus import DemoDataset, MERCaptionPlusData
 
 
 class DatasetBuilder:
-    """Builds the split named by the block's ``split`` key from ``dataset_cls``."""
+    """Builds the split named by the dataset block's ``split`` key from ``dataset_cls``."""
 
     dataset_cls = BaseDataset
 
-    def __init__(self, ds_cfg, cfg):
-        self.ds_cfg = ds_cfg
+    def __init__(self, cfg, name: str):
+        """``cfg``: the validated Config; ``name``: the dataset block to build."""
         self.cfg = cfg
+        self.name = name
 
-    def build(self, question: Optional[tuple] = None, au_realtime: bool = False) -> Dict[str, BaseDataset]:
-        dataset = self.dataset_cls(
-            self.ds_cfg,
-            self.cfg.model,
-            on_bad_sample=self.cfg.run.on_bad_sample,
-            seed=self.cfg.run.seed,
-            question=question,
-            au_realtime=au_realtime,
-        )
-        return {self.ds_cfg.split: dataset}
+    def build(self, question: Optional[tuple] = None) -> Dict[str, BaseDataset]:
+        dataset = self.dataset_cls(self.cfg, self.name, question=question)
+        return {self.cfg.datasets[self.name].split: dataset}
 
 
 @registry.register_builder("mercaptionplus")

@@ -17,3 +17,7 @@ class BadSampleError(UserError, ValueError):
 
     def __reduce__(self):  # DataLoader workers pickle the exception to the main process
         return (type(self), (self.name, self.path, self.reason, self.skip))
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset block whose files cannot be used as a whole (no samples, missing columns, ...)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
+from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.common.sample_names import check_sample_name
 
 
@@ -13,16 +14,16 @@ def read_csv(path: Path, required_columns: List[str]):
     import pandas as pd
 
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found; check the dataset's data_root and file-name keys")
+        raise UserFileNotFoundError(f"{path}: file not found; check the dataset's data_root and file-name keys")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the CSV is empty; expected columns {', '.join(required_columns)}") from None
+        raise UserError(f"{path}: the CSV is empty; expected columns {', '.join(required_columns)}") from None
     missing = [c for c in required_columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")
     if frame.empty:
-        raise ValueError(f"{path}: the CSV has a header but no rows")
+        raise UserError(f"{path}: the CSV has a header but no rows")
     if "name" in frame.columns:
         for name in frame["name"]:
             check_sample_name(name, str(path))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 from my_affectgpt.common.atomic import write_file_atomic, write_json_atomic, write_text_atomic
+from my_affectgpt.common.errors import UserError
 
 
 class ResultsWriter:
@@ -38,7 +39,7 @@ class ResultsWriter:
             return
         previous = json.loads(self.source_path.read_text(encoding="utf-8"))
         if previous != source:
-            raise ValueError(
+            raise UserError(
                 f"{self.path} holds answers of {previous.get('checkpoint')} as it was then "
                 f"({previous}), not of the checkpoint now at that name ({source}); move the results "
                 f"folder away (or delete the file) to generate them again"

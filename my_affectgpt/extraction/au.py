@@ -10,10 +10,11 @@ from typing import Iterable, List, Sequence
 
 import numpy as np
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.atomic import save_npy_atomic
 
 
-class MissingAUTextsError(ValueError):
+class MissingAUTextsError(UserError, ValueError):
     """An AU JSON without any summary description to encode."""
 
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.extraction.layout import MODALITIES
 
 # The flags that can give each modality its input (a CSV may list media paths).
@@ -115,7 +116,7 @@ def _device(requested: Optional[str]) -> str:
     if requested is None:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {requested}, but PyTorch sees no GPU; use --device cpu")
+        raise UserError(f"--device {requested}, but PyTorch sees no GPU; use --device cpu")
     if requested == "cuda":
         return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     return requested
@@ -272,7 +273,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished outputs are kept; run the same command again to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(report.summary())

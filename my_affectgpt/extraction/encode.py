@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.extraction.decode import is_worker_crash
 from my_affectgpt.processors.media import clip_normalize
 
@@ -116,5 +117,5 @@ def whole_sample_passes(rows: Sequence[int], max_rows: int) -> List[slice]:
 
 def _required(path: str, flag: str) -> str:
     if not path:
-        raise ValueError(f"{flag} is required for this modality: a local model directory (or hub id)")
+        raise UserError(f"{flag} is required for this modality: a local model directory (or hub id)")
     return path

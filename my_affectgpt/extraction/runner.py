@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.common.atomic import remove_stale_temps, save_npy_atomic
 from my_affectgpt.datasets.features import feature_problem
 from my_affectgpt.extraction.decode import DecodeDataset, DecodeSettings, DecodedSample, Job, is_worker_crash
 from my_affectgpt.extraction.encode import EncoderSpec, FeatureEncoders
 from my_affectgpt.extraction.layout import MODALITIES, OutputLayout
 from my_affectgpt.extraction.report import ExtractionReport, merge_report_files
+from my_affectgpt.processors.raw_media import MediaSources, SamplingSpec
 from my_affectgpt.extraction.samples import (
     SampleRef,
     list_media_names,
@@ -109,15 +111,15 @@ def collect_samples(settings: ExtractionSettings, locator) -> List[SampleRef]:
         source = settings.face_root
         names = list_subfolders(source)
     elif locator is None:
-        raise ValueError("nothing to list samples from: give --csv_path, a media root or --mer-factory-output")
+        raise UserError("nothing to list samples from: give --csv_path, a media root or --mer-factory-output")
     else:
         source = locator.base
         if not source.is_dir():
-            raise FileNotFoundError(f"AU JSON folder {source} not found; check --mer-factory-output and "
+            raise UserFileNotFoundError(f"AU JSON folder {source} not found; check --mer-factory-output and "
                                     "--mer_factory_folder, or give --csv_path")
         names = [name for name in list_subfolders(source) if locator.path(name).is_file()]
     if not names:
-        raise ValueError(f"no samples found in {source}; check the folder or give --csv_path")
+        raise UserError(f"no samples found in {source}; check the folder or give --csv_path")
     return [SampleRef(name) for name in names]
 
 
@@ -155,14 +157,10 @@ def _loader(jobs: List[Job], settings: ExtractionSettings, locator):
     from torch.utils.data import DataLoader
 
     decode = DecodeSettings(
-        video_root=settings.video_root,
-        audio_root=settings.audio_root,
-        face_root=settings.face_root,
+        MediaSources(settings.video_root, settings.audio_root, settings.face_root),
+        SamplingSpec(settings.frame_sampling, settings.frame_n_frms, "uniform", settings.frame_n_frms,
+                     settings.clips_per_video, settings.image_size),
         au_locator=locator,
-        frame_sampling=settings.frame_sampling,
-        frame_n_frms=settings.frame_n_frms,
-        clips_per_video=settings.clips_per_video,
-        image_size=settings.image_size,
     )
     workers = settings.num_workers
     return DataLoader(

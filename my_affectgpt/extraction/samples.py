@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
+from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.processors.raw_media import MEDIA_EXTS
 from my_affectgpt.common.sample_names import check_sample_name
 
@@ -57,19 +58,19 @@ def read_sample_csv(csv_path: Path, column: str, video_root: Optional[Path]) -> 
 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise FileNotFoundError(f"--csv_path {csv_path}: file not found")
+        raise UserFileNotFoundError(f"--csv_path {csv_path}: file not found")
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames:
-            raise ValueError(f"--csv_path {csv_path}: the CSV is empty; expected a header with a '{column}' column")
+            raise UserError(f"--csv_path {csv_path}: the CSV is empty; expected a header with a '{column}' column")
         if column not in reader.fieldnames:
-            raise ValueError(
+            raise UserError(
                 f"--csv_path {csv_path}: no column '{column}' (found: {', '.join(reader.fieldnames)}); "
                 "set --csv_column"
             )
         values = [row[column] or "" for row in reader]
     if not values:
-        raise ValueError(f"--csv_path {csv_path}: the CSV has a header but no rows")
+        raise UserError(f"--csv_path {csv_path}: the CSV has a header but no rows")
     return [ref_from_value(value, csv_path.parent, video_root) for value in values]
 
 
@@ -105,9 +106,9 @@ def parse_shard(text: str) -> Tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard {text!r}: expected INDEX/COUNT such as 0/4") from None
+        raise UserError(f"--shard {text!r}: expected INDEX/COUNT such as 0/4") from None
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard {text!r}: INDEX must be in [0, COUNT) and COUNT >= 1")
+        raise UserError(f"--shard {text!r}: INDEX must be in [0, COUNT) and COUNT >= 1")
     return index, count
 
 

@@ -27,17 +27,12 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from my_affectgpt.common.config_schema import (
-    PROMPT_CONTENTS,
-    DatasetConfig,
-    ModelConfig,
-    feature_modalities,
-    to_dataclass,
-)
 from my_affectgpt.common.atomic import write_folder_atomic
+from my_affectgpt.common.config_schema import ModelConfig
+from my_affectgpt.common.errors import UserError, UserFileNotFoundError
+from my_affectgpt.common.face_or_frame import parse_face_or_frame
 from my_affectgpt.common.registry import registry
-from my_affectgpt.datasets.au_source import resolve_au_mode
-from my_affectgpt.models.llm_utils import add_lora, resolve_dtype
+from my_affectgpt.models.llm_utils import add_lora, load_pretrained, resolve_dtype
 from my_affectgpt.models.fusion import FusionBranch, QFormerSettings, build_fusion, build_multi_fusion
 
 logger = logging.getLogger("my_affectgpt")
@@ -74,7 +69,7 @@ EXPORT_ADAPTER = "adapter"
 EXPORT_CONFIG = "config.yaml"
 
 
-class ModelInputError(ValueError):
+class ModelInputError(UserError, ValueError):
     """A batch the model cannot use; the message names the sample or key and the fix."""
 
 
@@ -86,7 +81,7 @@ class PromptTooLongError(ModelInputError):
         self.name = name
 
 
-class StateDictMismatchError(ValueError):
+class StateDictMismatchError(UserError, ValueError):
     """Trainable weights whose names or shapes do not match this model."""
 
 
@@ -95,31 +90,25 @@ class PromptNeeds:
     """What the configured datasets' prompts need from the model."""
 
     contents: frozenset  # placeholder modalities: frame, face, audio, multi, au
-    raw_visual: bool  # frames/faces arrive as pixels (encoder needed when not skipped)
+    raw_visual: bool  # frames/faces arrive as pixels (encoder needed)
     raw_acoustic: bool
     au_realtime: bool
 
     @classmethod
-    def from_datasets(
-        cls, model_cfg: ModelConfig, datasets: Sequence[DatasetConfig], au_realtime_override: bool = False
-    ) -> "PromptNeeds":
-        """``au_realtime_override``: ``inference.use_au_clip_realtime``, which switches every
-        dataset's AU channel to realtime CLIP encoding."""
+    def from_config(cls, cfg) -> "PromptNeeds":
+        """From a validated Config: every dataset block's ``face_or_frame``, which streams it
+        reads raw, and its AU mode (decided by the config)."""
         contents, raw_visual, raw_acoustic, au_realtime = set(), False, False, False
-        for ds in datasets:
-            if ds.face_or_frame not in PROMPT_CONTENTS:
-                raise ValueError(
-                    f"face_or_frame '{ds.face_or_frame}' is not valid; valid values: {', '.join(PROMPT_CONTENTS)}"
-                )
-            contents |= {m for m in PROMPT_CONTENTS[ds.face_or_frame] if m != "text"}
-            streams = feature_modalities(ds.face_or_frame)
-            if not ds.use_preextracted_features:
-                raw_visual |= bool({"face", "frame"} & set(streams))
-                raw_acoustic |= "audio" in streams
-            au_mode = resolve_au_mode(ds, model_cfg, realtime=au_realtime_override)
-            if au_mode in ("preextracted", "realtime"):
+        for name, ds in cfg.datasets.items():
+            layout = parse_face_or_frame(ds.face_or_frame)
+            contents |= {m for m in layout.contents if m != "text"}
+            raw = {s for s in layout.streams if not getattr(ds, f"use_preextracted_{s}")}
+            raw_visual |= bool({"face", "frame"} & raw)
+            raw_acoustic |= "audio" in raw
+            mode = cfg.au_mode(name)
+            if mode in ("preextracted", "realtime"):
                 contents.add("au")
-                au_realtime |= au_mode == "realtime"
+                au_realtime |= mode == "realtime"
         return cls(frozenset(contents), raw_visual, raw_acoustic, au_realtime)
 
 
@@ -169,40 +158,34 @@ class AffectGPT(nn.Module):
             self._au_encoder()
 
     @classmethod
-    def from_config(cls, model_cfg, dataset_cfgs, au_realtime: bool = False) -> "AffectGPT":
-        """Build from the validated ``model`` section and the dataset blocks (name -> block).
-
-        ``au_realtime`` is ``inference.use_au_clip_realtime`` at inference time."""
-        cfg = to_dataclass(ModelConfig, model_cfg, "model")
-        blocks = dataset_cfgs.values() if hasattr(dataset_cfgs, "values") else dataset_cfgs
-        datasets = [to_dataclass(DatasetConfig, block, "datasets") for block in blocks]
-        if not datasets:
-            raise ValueError("the model needs at least one dataset block to know which modalities prompts use")
-        return cls(cfg, PromptNeeds.from_datasets(cfg, datasets, au_realtime))
+    def from_config(cls, cfg) -> "AffectGPT":
+        """Build from a validated Config: its ``model`` section and its dataset blocks, which
+        say which modalities the prompts use."""
+        if not cfg.datasets:
+            raise UserError("the model needs at least one dataset block to know which modalities prompts use")
+        return cls(cfg.model, PromptNeeds.from_config(cfg))
 
     # ------------------------------------------------------------------ building
     def _load_llm(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cfg = self.cfg
-        if not cfg.llama_model:
-            raise ValueError("model.llama_model is empty; set it to a Hugging Face causal LM directory or hub id")
-        tokenizer = AutoTokenizer.from_pretrained(cfg.llama_model)
+        tokenizer = load_pretrained(AutoTokenizer, cfg.llama_model, "model.llama_model")
         tokenizer.add_special_tokens(
             {"extra_special_tokens": [*PLACEHOLDERS.values()]}, replace_extra_special_tokens=False
         )
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
-                raise ValueError(f"the tokenizer at {cfg.llama_model} has neither a pad nor an eos token")
+                raise UserError(f"the tokenizer at {cfg.llama_model} has neither a pad nor an eos token")
             tokenizer.pad_token = tokenizer.eos_token
         if tokenizer.eos_token_id is None:
-            raise ValueError(f"the tokenizer at {cfg.llama_model} has no eos token; answers cannot end")
+            raise UserError(f"the tokenizer at {cfg.llama_model} has no eos token; answers cannot end")
         self.tokenizer = tokenizer
         self.placeholder_ids = {m: tokenizer.convert_tokens_to_ids(t) for m, t in PLACEHOLDERS.items()}
         self._modality_of_id = {i: m for m, i in self.placeholder_ids.items()}
         self._answer_end_ids = tokenizer(ANSWER_END, add_special_tokens=False).input_ids
 
-        llm = AutoModelForCausalLM.from_pretrained(cfg.llama_model, dtype=resolve_dtype(cfg.llm_dtype))
+        llm = load_pretrained(AutoModelForCausalLM, cfg.llama_model, "model.llama_model", dtype=resolve_dtype(cfg.llm_dtype))
         self._fit_vocabulary(llm, len(tokenizer))
         llm.requires_grad_(False)
         if cfg.gradient_checkpointing:
@@ -211,6 +194,10 @@ class AffectGPT(nn.Module):
             llm.config.use_cache = False
         if cfg.use_lora:
             llm = add_lora(llm, cfg)
+            if cfg.frozen_llm:  # the original's switch: the adapter stays at its (loaded) weights
+                for name, param in llm.named_parameters():
+                    if "lora_" in name:
+                        param.requires_grad_(False)
         self.llama_model = llm
 
     @staticmethod
@@ -234,9 +221,7 @@ class AffectGPT(nn.Module):
 
     def _build_branches(self, llm_width: int) -> nn.ModuleDict:
         cfg, contents = self.cfg, self.needs.contents
-        settings = QFormerSettings(
-            cfg.qformer_hidden_size, cfg.qformer_num_layers, cfg.qformer_num_heads, cfg.qformer_max_positions
-        )
+        settings = QFormerSettings.from_bert_config(cfg.qformer_config)
         branches = nn.ModuleDict()
         if {"frame", "face"} & contents:
             fusion = build_fusion(cfg.video_fusion_type, cfg.preextracted_visual_dim, cfg.num_video_query_token, settings)
@@ -272,14 +257,14 @@ class AffectGPT(nn.Module):
                 continue
             path = getattr(cfg, path_key)
             if not path:
-                raise ValueError(
+                raise UserError(
                     f"model.skip_encoders is False and a dataset reads raw {kind} media, but "
                     f"model.{path_key} is empty; set it to the {name} checkpoint"
                 )
             encoder = build_encoder(name, path, device="cpu", dtype=dtype)
             expected = getattr(cfg, DIM_KEY[kind])
             if encoder.out_dim != expected:
-                raise ValueError(
+                raise UserError(
                     f"model.{path_key} ({path}) gives {encoder.out_dim}-wide features but "
                     f"model.{DIM_KEY[kind]} is {expected} ({_describe_width(kind, expected)} are {expected}); "
                     f"use the matching encoder or set model.{DIM_KEY[kind]}: {encoder.out_dim}"
@@ -589,7 +574,7 @@ class AffectGPT(nn.Module):
         folder = Path(export_dir)
         fusion_path = folder / EXPORT_FUSION
         if not fusion_path.is_file():
-            raise FileNotFoundError(f"{fusion_path} not found: {folder} is not an exported model folder")
+            raise UserFileNotFoundError(f"{fusion_path} not found: {folder} is not an exported model folder")
         weights = load_file(str(fusion_path))
         expected = set(self.branches.state_dict())
         missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
@@ -609,7 +594,7 @@ class AffectGPT(nn.Module):
                 )
             return
         if not (adapter_dir / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"{adapter_dir}/adapter_config.json not found; the export has no LoRA adapter")
+            raise UserFileNotFoundError(f"{adapter_dir}/adapter_config.json not found; the export has no LoRA adapter")
         from peft.utils import load_peft_weights, set_peft_model_state_dict
 
         saved = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))

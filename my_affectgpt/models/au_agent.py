@@ -35,7 +35,8 @@ from my_affectgpt.conversation.au_agent_prompts import (
     clean_reply,
     encode_prompt,
 )
-from my_affectgpt.models.llm_utils import add_lora, resolve_dtype
+from my_affectgpt.common.errors import UserError, UserFileNotFoundError
+from my_affectgpt.models.llm_utils import add_lora, load_pretrained, resolve_dtype
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -47,12 +48,12 @@ LOGGED_VIOLATIONS = 5  # emotion-word replies logged in full; later ones are onl
 # --------------------------------------------------------------------------- loading
 
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str, key: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_pretrained(AutoTokenizer, path, key)
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"the tokenizer at {path} has no eos token; AU Agent replies could not end")
+        raise UserError(f"{key}: the tokenizer at {path} has no eos token; AU Agent replies could not end")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -64,14 +65,14 @@ def load_lora_state(peft_llm, state: Mapping[str, torch.Tensor], source: str) ->
     trainable = {name for name, p in own.items() if p.requires_grad}
     missing, unexpected = sorted(trainable - set(state)), sorted(set(state) - trainable)
     if missing or unexpected:
-        raise ValueError(
+        raise UserError(
             f"{source}: the LoRA weights do not fit this AU Agent (missing {missing[:4]}, unexpected "
             f"{unexpected[:4]}); was it trained with another base LLM or other lora_* settings?"
         )
     with torch.no_grad():
         for name, value in state.items():
             if own[name].shape != value.shape:
-                raise ValueError(
+                raise UserError(
                     f"{source}: LoRA weight {name} has shape {tuple(value.shape)}, this model expects "
                     f"{tuple(own[name].shape)}; check lora_r and the base LLM"
                 )
@@ -86,10 +87,10 @@ def _lora_from_checkpoint(llm, path: Path):
 
     state = load_checkpoint(path)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"{path} is not a training checkpoint (no 'model'/'config'); pass a peft adapter folder")
+        raise UserError(f"{path} is not a training checkpoint (no 'model'/'config'); pass a peft adapter folder")
     model_cfg = OmegaConf.create(state["config"]).model
     if model_cfg.arch != AGENT_ARCH:
-        raise ValueError(
+        raise UserError(
             f"{path} was trained with model.arch {model_cfg.arch!r}, not {AGENT_ARCH!r}: it is not an AU Agent "
             "checkpoint (train one with run.task: au_agent_lora)"
         )
@@ -103,7 +104,7 @@ def attach_lora_weights(llm, lora_weights: str):
     path = Path(lora_weights)
     if path.is_dir():
         if not (path / "adapter_config.json").is_file():
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"{path} has no adapter_config.json: it is not a peft LoRA adapter folder "
                 "(set model.au_agent_lora_weights to the adapter folder or an au_agent_lora checkpoint_*.pth)"
             )
@@ -113,7 +114,7 @@ def attach_lora_weights(llm, lora_weights: str):
     elif path.is_file():
         peft_llm = _lora_from_checkpoint(llm, path)
     else:
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"AU Agent LoRA weights not found: {path}; set model.au_agent_lora_weights to a peft adapter "
             "folder, an au_agent_lora checkpoint_*.pth, or '' for the base model"
         )
@@ -176,16 +177,17 @@ class AUAgent:
         from transformers import AutoModelForCausalLM
 
         if not base_model:
-            raise ValueError("AU Agent: no base model; set model.au_agent_base_model (or --base-model)")
+            raise UserError("AU Agent: no base model; set model.au_agent_base_model (or --base-model)")
         if max_new_tokens < 1 or batch_size < 1:
-            raise ValueError(
+            raise UserError(
                 f"AU Agent: max_new_tokens ({max_new_tokens}) and batch_size ({batch_size}) must be >= 1"
             )
         self.device = torch.device(device)
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self.tokenizer = load_tokenizer(base_model)
-        llm = AutoModelForCausalLM.from_pretrained(base_model, dtype=resolve_dtype(dtype, self.device))
+        self.tokenizer = load_tokenizer(base_model, "model.au_agent_base_model")
+        llm = load_pretrained(AutoModelForCausalLM, base_model, "model.au_agent_base_model",
+                              dtype=resolve_dtype(dtype, self.device))
         if lora_weights:
             llm = attach_lora_weights(llm, lora_weights)
         llm.requires_grad_(False)
@@ -272,13 +274,12 @@ class AUAgentLM(nn.Module):
         from transformers import AutoModelForCausalLM
 
         super().__init__()
-        if not cfg.llama_model:
-            raise ValueError("model.llama_model is empty; set it to the AU Agent's base LLM (directory or hub id)")
         if not cfg.use_lora:
-            raise ValueError("model.arch au_agent_lm trains a LoRA adapter only; set model.use_lora: True")
+            raise UserError("model.arch au_agent_lm trains a LoRA adapter only; set model.use_lora: True")
         self.cfg = cfg
-        self.tokenizer = load_tokenizer(cfg.llama_model)
-        llm = AutoModelForCausalLM.from_pretrained(cfg.llama_model, dtype=resolve_dtype(cfg.llm_dtype))
+        self.tokenizer = load_tokenizer(cfg.llama_model, "model.llama_model")
+        llm = load_pretrained(AutoModelForCausalLM, cfg.llama_model, "model.llama_model",
+                              dtype=resolve_dtype(cfg.llm_dtype))
         llm.requires_grad_(False)
         if cfg.gradient_checkpointing:
             llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -287,9 +288,9 @@ class AUAgentLM(nn.Module):
         self.llm = add_lora(llm, cfg)
 
     @classmethod
-    def from_config(cls, model_cfg, dataset_cfgs=None) -> "AUAgentLM":
-        """Build from the validated ``model`` section (datasets do not change this model)."""
-        return cls(model_cfg)
+    def from_config(cls, cfg) -> "AUAgentLM":
+        """Build from a validated Config (only its ``model`` section matters here)."""
+        return cls(cfg.model)
 
     @property
     def device(self) -> torch.device:
@@ -305,7 +306,7 @@ class AUAgentLM(nn.Module):
             prompt = encode_prompt(self.tokenizer, message)
             room = limit - len(prompt)
             if room < 1:
-                raise ValueError(
+                raise UserError(
                     f"AU pair '{name}': the prompt is {len(prompt)} tokens, no room for a target within "
                     f"max_length {limit}; raise the dataset's max_length"
                 )

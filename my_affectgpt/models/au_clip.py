@@ -18,13 +18,15 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from my_affectgpt.common.errors import UserError
+
 logger = logging.getLogger("my_affectgpt")
 
 # Feature cache bound: 64k texts x 512 floats is 128 MiB of CPU memory.
 MAX_CACHED_TEXTS = 65536
 
 
-class AUClipLoadError(ValueError):
+class AUClipLoadError(UserError, ValueError):
     """``au_clip_model`` / ``au_clip_pretrained`` cannot be loaded."""
 
 

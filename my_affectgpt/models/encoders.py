@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.registry import registry
 from my_affectgpt.models.llm_utils import resolve_dtype
 
@@ -22,7 +23,7 @@ _IGNORABLE_MISSING = ("masked_spec_embed",)
 
 
 
-class EncoderLoadError(ValueError):
+class EncoderLoadError(UserError, ValueError):
     """An encoder checkpoint is missing, of the wrong kind, or incomplete."""
 
 

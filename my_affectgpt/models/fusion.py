@@ -37,6 +37,18 @@ class QFormerSettings:
     num_heads: int
     max_positions: int
 
+    @classmethod
+    def from_bert_config(cls, path: str = "") -> "QFormerSettings":
+        """Sizes from a BERT config file or folder ('' = bert-base): 2 layers, 64 positions."""
+        import json
+        from pathlib import Path
+
+        if not path:
+            return cls(768, 2, 12, 64)
+        file = Path(path) / "config.json" if Path(path).is_dir() else Path(path)
+        bert = json.loads(file.read_text(encoding="utf-8"))
+        return cls(bert["hidden_size"], 2, bert["num_attention_heads"], 64)
+
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
             raise ValueError(

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Optional, Union
 
 import torch
+
+from my_affectgpt.common.errors import UserError
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -33,6 +36,30 @@ def resolve_dtype(dtype: Union[str, torch.dtype, None], device: Optional[torch.d
     return DTYPES[dtype]
 
 
+def load_pretrained(loader, name_or_path: str, key: str, **kwargs):
+    """``loader.from_pretrained(name_or_path)`` with one clear error naming the config ``key``.
+
+    A value that is a folder is loaded from it; a missing folder, or a name that is neither a
+    folder here nor reachable as a hub id, is a UserError instead of transformers' chain of
+    tracebacks ending in "Repo id must be in the form".
+    """
+    if not name_or_path:
+        raise UserError(f"{key} is empty; set it to a local Hugging Face model folder")
+    if os.path.isabs(name_or_path) and not os.path.exists(name_or_path):
+        hint = " (build the demo assets first: python -m my_affectgpt.demo_assets)" if "demo_assets" in name_or_path else ""
+        raise UserError(f"{key}: folder not found: {name_or_path}; set it to the local model folder{hint}")
+    try:
+        return loader.from_pretrained(name_or_path, **kwargs)
+    except OSError as exc:  # transformers' "not a local folder and not a valid model identifier"
+        if os.path.isdir(name_or_path):
+            raise UserError(f"{key}: {name_or_path} is not a usable model folder ({str(exc).splitlines()[0]})") from None
+        raise UserError(
+            f"{key}: {name_or_path!r} is not a folder here and could not be loaded as a hub id "
+            f"({str(exc).splitlines()[0]}). Set it to the local model folder (the original AffectGPT looked "
+            f"names such as Qwen25 up in its config.py)"
+        ) from None
+
+
 def add_lora(llm, cfg):
     """Wrap ``llm`` with a fresh peft LoRA adapter from the ``lora_*`` keys of ``cfg``.
 
@@ -44,7 +71,7 @@ def add_lora(llm, cfg):
     leaf_names = {name.rsplit(".", 1)[-1] for name, _ in llm.named_modules()}
     targets = [t for t in cfg.lora_target_modules if t in leaf_names]
     if not targets:
-        raise ValueError(
+        raise UserError(
             f"none of model.lora_target_modules {list(cfg.lora_target_modules)} is a layer of the LLM; "
             "pick names of its linear layers (q_proj, v_proj, ...)"
         )

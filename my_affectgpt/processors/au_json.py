@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.sample_names import check_sample_name
 
 logger = logging.getLogger("my_affectgpt")
@@ -48,7 +49,7 @@ _UPSTREAM_OLD_KEYS = frozenset({"video_id", "peak_au_text", "llm_facial_summary"
 _SHARED_UPSTREAM_KEY = "chronological_emotion_peaks"
 
 
-class AUJsonError(ValueError):
+class AUJsonError(UserError, ValueError):
     """An AU analysis JSON that cannot be read at all."""
 
 

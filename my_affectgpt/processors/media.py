@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.sample_names import check_sample_name
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
@@ -31,7 +32,7 @@ IndexFn = Callable[[int, Optional[float]], Sequence[int]]
 FrameSelection = Union[int, IndexFn]
 
 
-class MediaError(ValueError):
+class MediaError(UserError, ValueError):
     """A media file is missing, unreadable or unusable; the message names the file."""
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.processors.au_json import AU_JSON_SUFFIX, AUAnalysis, AUFrame, UpstreamPeak, load_au_analysis
 from my_affectgpt.processors.facs import au_code, au_name
 
@@ -47,7 +48,7 @@ _INTENSITY_COLUMN = re.compile(r"^AU\d+_r$")
 _PRESENCE_COLUMN = re.compile(r"^AU\d+_c$")
 
 
-class OpenFaceCSVError(ValueError):
+class OpenFaceCSVError(UserError, ValueError):
     """An OpenFace CSV that cannot be used."""
 
 
@@ -73,7 +74,7 @@ def openface_csv_path(au_json: str | os.PathLike) -> Path:
     """The ``{name}.csv`` that upstream MER-Factory leaves beside ``{name}_au_analysis.json``."""
     au_json = Path(au_json)
     if not au_json.name.endswith(AU_JSON_SUFFIX):
-        raise ValueError(f"{au_json} is not named <name>{AU_JSON_SUFFIX}")
+        raise UserError(f"{au_json} is not named <name>{AU_JSON_SUFFIX}")
     return au_json.with_name(au_json.name[: -len(AU_JSON_SUFFIX)] + ".csv")
 
 
@@ -86,7 +87,7 @@ def describe_aus(active_aus: Mapping[str, float]) -> str:
     for key, value in active_aus.items():
         code = au_code(key)
         if code is None:
-            raise ValueError(f"active_aus key {key!r} is not an action unit (expected e.g. 'AU10_r')")
+            raise UserError(f"active_aus key {key!r} is not an action unit (expected e.g. 'AU10_r')")
         items.append((code, value))
     return ", ".join(f"{au_name(code)} (intensity: {value:.2f})" for code, value in sorted(items))
 
@@ -113,7 +114,7 @@ def _read_table(path: Path):
 
     fix = "re-run OpenFace FeatureExtraction (with -aus) for this video"
     if not path.is_file():
-        raise FileNotFoundError(f"OpenFace CSV not found: {path}")
+        raise UserFileNotFoundError(f"OpenFace CSV not found: {path}")
     try:
         df = pd.read_csv(path, skipinitialspace=True, dtype=str)
     except pd.errors.EmptyDataError:

@@ -1,20 +1,22 @@
 """One sample's raw media as encoder inputs: the single place that turns files into pixels and waves.
 
-Both consumers call the functions below, so the model's encoder path (``skip_encoders:
-False``) and the pre-extracted ``.npy`` files see exactly the same inputs:
+Every consumer reads media through :class:`RawMediaReader`, so the model's encoder path
+(``skip_encoders: False``), the pre-extracted ``.npy`` files, single-clip inference and the
+trace script see exactly the same inputs:
 
-* the dataset, through :func:`load_raw_media` (``frame_pixels`` / ``face_pixels`` float32
-  ``[frame_n_frms, 3, S, S]`` CLIP-normalised, ``audio_wave`` float32
+* the dataset and single-clip inference through :func:`encoder_inputs` (``frame_pixels`` /
+  ``face_pixels`` float32 ``[n, 3, S, S]`` CLIP-normalised, ``audio_wave`` float32
   ``[clips_per_video, 32000]``);
-* ``extract_multimodal_features_precompute.py``, through :func:`video_frames`,
-  :func:`face_frames`, :func:`audio_clips` and the path rules (it moves the uint8 frames
-  between processes, a quarter of the bytes, and normalises them where it encodes).
+* ``extract_multimodal_features_precompute.py`` through :meth:`RawMediaReader.read` (it moves
+  the uint8 frames between processes, a quarter of the bytes, and normalises them where it
+  encodes).
 
 Rules:
 
-* Frames and face crops are chosen by the dataset's ``frame_sampling`` strategy
-  (:class:`~my_affectgpt.processors.frame_sampling.FrameSampler`). A video or crop sequence
-  with fewer frames than ``frame_n_frms`` still gives ``frame_n_frms`` rows: the sampled
+* Frames are chosen by ``frame_sampling``, face crops by ``face_sampling`` (uniform by default,
+  as in the original AffectGPT), each through a
+  :class:`~my_affectgpt.processors.frame_sampling.FrameSampler`. A video or crop sequence
+  with fewer frames than asked for still gives that many rows: the sampled
   indices are repeated in time order (row ``i`` of ``n`` takes sampled index
   ``i * len // n``), so every row is a real frame and the sequence stays ordered.
 * A sample name resolves to the first existing ``{root}/{name}`` + one of ``MEDIA_EXTS``.
@@ -28,7 +30,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from my_affectgpt.processors.frame_sampling import FrameSampler
 from my_affectgpt.processors.media import (
@@ -141,74 +143,143 @@ def find_media(root, name: str) -> Path:
     return resolve_media_path(root, name, MEDIA_EXTS)
 
 
-def audio_source(name: str, audio_root: Optional[Path], video_root: Optional[Path]) -> Path:
-    """The file whose audio a sample uses: under ``audio_root`` when given, else its video."""
-    if audio_root is not None:
-        return find_media(audio_root, name)
-    if video_root is None:
-        raise MediaError(f"sample '{name}': no audio root and no video root to take its audio from")
-    return find_media(video_root, name)
+# -- the one reader every consumer uses ------------------------------------------------------
 
 
-# -- the dataset's entry point ---------------------------------------------------------------
+@dataclass(frozen=True)
+class MediaSources:
+    """Where one dataset's raw media live. ``audio_root`` None: a sample's audio is its video's."""
 
-_SAMPLERS: Dict[Tuple[str, str, int], FrameSampler] = {}
-
-
-def frame_sampler_for(ds_cfg) -> FrameSampler:
-    """One FrameSampler per (dataset root, strategy, frame count) and process, so fallbacks add up."""
-    key = (str(ds_cfg.data_root), ds_cfg.frame_sampling, int(ds_cfg.frame_n_frms))
-    if key not in _SAMPLERS:
-        _SAMPLERS[key] = FrameSampler(ds_cfg.frame_sampling, ds_cfg.frame_n_frms, dataset=str(ds_cfg.data_root) or None)
-    return _SAMPLERS[key]
+    video_root: Optional[Path] = None
+    audio_root: Optional[Path] = None
+    face_root: Optional[Path] = None
 
 
-def sampling_reports() -> List[str]:
-    """The uniform-fallback line of every sampler this process used (logged when new)."""
-    return [line for line in (sampler.report() for sampler in _SAMPLERS.values()) if line]
+@dataclass(frozen=True)
+class SamplingSpec:
+    """How many frames, crops and clips one sample gives, and how frames and crops are chosen."""
+
+    frame_sampling: str = "uniform"
+    frame_n_frms: int = 8
+    face_sampling: str = "uniform"
+    face_n_frms: int = 8
+    clips_per_video: int = 8
+    image_size: int = 224
 
 
-def _audio_root(ds_cfg, roots: Mapping[str, Path]) -> Optional[Path]:
-    """The configured audio root; the default one only when that folder exists."""
-    if ds_cfg.audio_root or Path(roots["audio"]).is_dir():
-        return Path(roots["audio"])
-    return None
+def load_sample_analysis(locator, name: str):
+    """The sample's parsed AU JSON, completed from the OpenFace CSV beside it when the JSON has
+    no per-frame data. Raises ``AUJsonNotFoundError`` / ``AUJsonError`` / ``OpenFaceCSVError``."""
+    from my_affectgpt.processors.openface_csv import load_au_analysis_with_csv
+
+    return load_au_analysis_with_csv(locator.find(name))
 
 
-def _load_one(ds_cfg, name: str, modality: str, sampler: FrameSampler, analysis,
-              roots) -> Tuple[str, object, Optional[str]]:
-    """(sample key, tensor, uniform-fallback reason) for one modality."""
-    size = int(ds_cfg.image_size)
-    if modality == "frame":
-        sampled = video_frames(find_media(roots["video"], name), sampler, analysis, size)
-        return "frame_pixels", sampled.pixels(), sampled.fallback
-    if modality == "face":
-        sampled = face_frames(roots["face"], name, sampler, analysis, size)
-        return "face_pixels", sampled.pixels(), sampled.fallback
-    if modality == "audio":
-        path = audio_source(name, _audio_root(ds_cfg, roots), Path(roots["video"]))
-        return "audio_wave", audio_clips(path, int(ds_cfg.clips_per_video)), None
-    raise ValueError(f"unknown raw modality {modality!r}; expected frame, face or audio")
+@dataclass
+class DecodedMedia:
+    """One modality of one sample as encoder input (uint8 frames or float32 clips)."""
+
+    value: object
+    indices: Tuple[int, ...] = ()  # the frames or crops behind the rows (frame/face)
+    fallback: Optional[str] = None  # why emotion_peak fell back to uniform sampling
 
 
-def load_raw_media(ds_cfg, name: str, modalities: Iterable[str], analysis, roots: Mapping[str, Path]) -> Dict:
-    """``frame_pixels`` / ``face_pixels`` / ``audio_wave`` for the ``modalities`` asked for.
+class RawMediaReader:
+    """The one path from a sample's raw files to encoder inputs.
 
-    ``roots`` maps ``video``, ``audio`` and ``face`` to their folders (already resolved from
-    the config). ``analysis`` is the sample's AU analysis for ``emotion_peak`` sampling
-    (None: uniform fallback, counted; the first fallback is logged at once, the totals by
-    :func:`sampling_reports`). Unusable media raise :class:`SampleMediaError` naming the
-    modality and the folder searched, so the dataset can apply its ``on_bad_sample`` policy.
+    The dataset (``model.skip_encoders: False``), the feature extractor, single-clip inference
+    and the trace script all read media through it, so they sample the same frames, crops and
+    clips. ``emotion_peak`` sampling takes the peaks of the sample's AU analysis (the JSON,
+    completed from its OpenFace CSV); without one it falls back to uniform and counts it.
+    Counts are per process: with DataLoader workers, each worker counts its own samples.
     """
-    sampler = frame_sampler_for(ds_cfg)
+
+    def __init__(self, sources: MediaSources, spec: SamplingSpec, au_locator=None, dataset: str = ""):
+        self.sources = sources
+        self.spec = spec
+        self.au_locator = au_locator
+        label = dataset or None
+        self.frame_sampler = FrameSampler(spec.frame_sampling, spec.frame_n_frms, dataset=label)
+        self.face_sampler = FrameSampler(spec.face_sampling, spec.face_n_frms, dataset=label)
+        self._first_fallback_logged = False
+
+    def needs_analysis(self, modalities: Iterable[str]) -> bool:
+        """Whether reading ``modalities`` samples by AU peaks."""
+        return ("frame" in modalities and self.spec.frame_sampling == "emotion_peak") or (
+            "face" in modalities and self.spec.face_sampling == "emotion_peak"
+        )
+
+    def analysis(self, name: str):
+        """The sample's AU analysis for peak sampling, or None when it has no JSON (fallback).
+        A JSON that exists but cannot be read raises."""
+        from my_affectgpt.processors.au_json import AUJsonNotFoundError
+
+        if self.au_locator is None:
+            return None
+        try:
+            return load_sample_analysis(self.au_locator, name)
+        except AUJsonNotFoundError:
+            return None
+
+    def read(self, name: str, modality: str, analysis=None, media: Optional[Path] = None) -> DecodedMedia:
+        """``frame`` / ``face``: uint8 ``[n, S, S, 3]``; ``audio``: float32 ``[clips, 32000]``.
+
+        ``media`` is the sample's video file when it is known (a CSV path, a user's clip);
+        otherwise it is looked up under the sources. Raises :class:`MediaError`.
+        """
+        size = self.spec.image_size
+        if modality in ("frame", "face"):
+            if modality == "frame":
+                sampled = video_frames(media or self._find("video_root", name), self.frame_sampler, analysis, size)
+            elif self.sources.face_root is None:
+                raise MediaError("no face-crop folder is configured")
+            else:
+                sampled = face_frames(self.sources.face_root, name, self.face_sampler, analysis, size)
+            if sampled.fallback and not self._first_fallback_logged:
+                self._first_fallback_logged = True  # the totals come from fallback_reports()
+                self.fallback_reports()
+            return DecodedMedia(sampled.frames, sampled.indices, sampled.fallback)
+        if modality == "audio":
+            if self.sources.audio_root is not None:
+                path = find_media(self.sources.audio_root, name)
+            else:
+                path = media or self._find("video_root", name)
+            return DecodedMedia(audio_clips(path, self.spec.clips_per_video))
+        raise ValueError(f"unknown raw modality {modality!r}; expected frame, face or audio")
+
+    def _find(self, root_key: str, name: str) -> Path:
+        root = getattr(self.sources, root_key)
+        if root is None:
+            raise MediaError(f"no {root_key.replace('_', ' ')} is configured to find '{name}' in")
+        return find_media(root, name)
+
+    def folder(self, modality: str) -> Optional[Path]:
+        """Where ``modality`` is looked for, for messages."""
+        if modality == "face":
+            return self.sources.face_root
+        if modality == "audio" and self.sources.audio_root is not None:
+            return self.sources.audio_root
+        return self.sources.video_root
+
+    def fallback_reports(self) -> List[str]:
+        """The uniform-fallback line of each sampler that fell back (logged when new)."""
+        return [line for line in (self.frame_sampler.report(), self.face_sampler.report()) if line]
+
+
+ENCODER_KEYS = {"frame": "frame_pixels", "face": "face_pixels", "audio": "audio_wave"}
+
+
+def encoder_inputs(reader: RawMediaReader, name: str, modalities: Iterable[str], media: Optional[Path] = None) -> Dict:
+    """``frame_pixels`` / ``face_pixels`` (float32, CLIP-normalised) / ``audio_wave`` for the
+    model's encoders. Unusable media raise :class:`SampleMediaError` naming modality and folder."""
+    modalities = list(modalities)
+    analysis = reader.analysis(name) if reader.needs_analysis(modalities) else None
     out: Dict = {}
     for modality in modalities:
         try:
-            key, value, fallback = _load_one(ds_cfg, name, modality, sampler, analysis, roots)
+            decoded = reader.read(name, modality, analysis, media)
         except MediaError as err:
-            folder = {"face": roots["face"], "audio": _audio_root(ds_cfg, roots)}.get(modality) or roots["video"]
-            raise SampleMediaError(name, folder, f"{modality}: {err}") from None
-        out[key] = value
-        if fallback and sum(sampler.fallbacks.values()) == 1:
-            sampler.report()
+            raise SampleMediaError(name, reader.folder(modality) or media, f"{modality}: {err}") from None
+        value = decoded.value
+        out[ENCODER_KEYS[modality]] = clip_normalize(value) if modality in ("frame", "face") else value
     return out

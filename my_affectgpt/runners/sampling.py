@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from my_affectgpt.common.errors import UserError
+
 
 class PassBatchSampler(Sampler[List[int]]):
     """This rank's batches of one shuffled pass over a dataset, from batch ``start`` on."""
@@ -68,7 +70,7 @@ class DataStream:
         self.collate_fn = getattr(dataset, "collater", None)
         self.num_batches = batches_per_pass(len(dataset), batch_size, num_replicas)
         if self.num_batches == 0:
-            raise ValueError(
+            raise UserError(
                 f"training dataset '{name}' has {len(dataset)} samples, fewer than one batch per process "
                 f"(run.batch_size_train={batch_size} x {num_replicas} process(es)); "
                 f"lower run.batch_size_train or add data"
@@ -84,7 +86,7 @@ class DataStream:
     def seek(self, position: Mapping[str, int]) -> None:
         pass_index, batch_index = int(position["pass"]), int(position["batch"])
         if not 0 <= batch_index < self.num_batches:
-            raise ValueError(
+            raise UserError(
                 f"dataset '{self.name}': saved stream position batch {batch_index} is outside this pass of "
                 f"{self.num_batches} batches; the dataset size, batch size or world size changed since "
                 f"the checkpoint was written"
@@ -145,7 +147,7 @@ class MixedStream:
     def seek(self, positions: Mapping[str, Mapping[str, int]]) -> None:
         missing = [s.name for s in self.streams if s.name not in positions]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"the checkpoint has no stream position for training dataset(s) {', '.join(missing)}; "
                 f"it was written with other datasets (saved: {', '.join(positions) or 'none'})"
             )

@@ -7,6 +7,7 @@ description, with the prompt masked out.
 """
 from __future__ import annotations
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.registry import registry
 from my_affectgpt.models.au_agent import AGENT_ARCH
 from my_affectgpt.tasks.video_text_pretrain import VideoTextPretrainTask
@@ -18,7 +19,7 @@ class AUAgentLoRATask(VideoTextPretrainTask):
 
     def build_model(self, cfg):
         if cfg.model.arch != AGENT_ARCH:
-            raise ValueError(
+            raise UserError(
                 f"run.task au_agent_lora fine-tunes the AU Agent, but model.arch is {cfg.model.arch!r}; "
                 f"set model.arch: {AGENT_ARCH}"
             )

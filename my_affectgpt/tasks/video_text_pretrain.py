@@ -2,61 +2,34 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.registry import registry
+from my_affectgpt.models.trained_weights import warm_start
 
 logger = logging.getLogger("my_affectgpt")
-
-WARM_START_KEYS = ("ckpt", "ckpt_2", "ckpt_3")
-
-
-def load_trained_weights(model, path: Path, strict: bool = True):
-    """Load trainable weights from a runner checkpoint file or an exported folder; returns the
-    ``(missing, unexpected)`` weight names (an exported folder must match exactly)."""
-    path = Path(path)
-    if path.is_dir():
-        model.load_export(path)
-        return [], []
-    from my_affectgpt.common.checkpoint import load_checkpoint
-
-    return model.load_trainable_state_dict(load_checkpoint(path)["model"], strict=strict)
 
 
 @registry.register_task("video_text_pretrain")
 class VideoTextPretrainTask:
+    """Builds the model named by ``model.arch`` and a builder per dataset block; a training
+    step is the model's loss."""
+
     def __init__(self, registry_=registry):
         self.registry = registry_
         self.skipped_samples = 0
 
-    def build_model(self, cfg, dataset_cfgs: Optional[Dict] = None, au_realtime: bool = False):
-        """The model for ``cfg.model``, warm-started from ``model.ckpt``, ``ckpt_2``, ``ckpt_3``.
-
-        ``dataset_cfgs`` (default ``cfg.datasets``) tell the model which modalities prompts use;
-        ``au_realtime`` is ``inference.use_au_clip_realtime`` at inference time.
-        """
-        model_cls = self.registry.get_model_class(cfg.model.arch)
-        extra = {"au_realtime": True} if au_realtime else {}  # only AffectGPT has an AU channel
-        model = model_cls.from_config(cfg.model, cfg.datasets if dataset_cfgs is None else dataset_cfgs, **extra)
-        for key in WARM_START_KEYS:
-            path = cfg.model[key]
-            if not path:
-                continue
-            if not Path(path).exists():
-                raise FileNotFoundError(f"model.{key}: checkpoint not found: {path}")
-            missing, unexpected = load_trained_weights(model, path, strict=False)
-            logger.info("warm start from %s (model.%s): %d trainable tensors not in it, %d unused",
-                        path, key, len(missing), len(unexpected))
+    def build_model(self, cfg):
+        """The model for ``cfg``, warm-started from ``model.ckpt``, ``ckpt_2``, ``ckpt_3``."""
+        model = self.registry.get_model_class(cfg.model.arch).from_config(cfg)
+        warm_start(model, cfg.model)
         return model
 
     def build_datasets(self, cfg) -> Dict[str, Dict]:
         if not cfg.datasets:
-            raise ValueError("the config has no datasets: add a datasets: section (e.g. datasets: {demo: {...}})")
-        return {
-            name: self.registry.get_builder_class(name)(ds_cfg, cfg).build()
-            for name, ds_cfg in cfg.datasets.items()
-        }
+            raise UserError("the config has no datasets: add a datasets: section (e.g. datasets: {demo: {...}})")
+        return {name: self.registry.get_builder_class(name)(cfg, name).build() for name in cfg.datasets}
 
     def train_step(self, model, batch):
         """The batch's loss. Samples dropped under ``run.on_bad_sample: skip`` are counted; a

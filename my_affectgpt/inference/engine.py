@@ -1,0 +1,172 @@
+"""The inference loop: one model, each checkpoint's weights, each dataset's answers and scores.
+
+Per dataset and checkpoint, answers are appended to
+``{run.output_dir}/results-{dataset}/{ckpt_name}.jsonl`` batch by batch (a killed run restarted
+with the same command continues where it stopped) and mirrored in ``{ckpt_name}.npz``
+(``name2reason``, the original AffectGPT format). A results file remembers everything that
+changes an answer (checkpoint file, question, generation settings, AU mode, dataset settings);
+resuming it with anything else is an error, so answers of two setups never mix.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+logger = logging.getLogger("my_affectgpt")
+
+# Dataset keys that change what the model sees for a sample.
+ANSWER_CHANGING_DATASET_KEYS = (
+    "face_or_frame", "frame_sampling", "frame_n_frms", "face_sampling", "face_n_frms", "clips_per_video",
+    "image_size", "max_length", "use_preextracted_frame", "use_preextracted_face", "use_preextracted_audio",
+    "use_preextracted_au", "preextracted_root", "visual_encoder", "acoustic_encoder", "mer_factory_output",
+    "mer_factory_folder", "subtitle_csv", "subtitle_column", "au_missing_description",
+)
+
+
+def checkpoint_identity(path: Path) -> dict:
+    """What a results file's answers came from; a retrained checkpoint gets a new identity."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {
+        "checkpoint": str(path.resolve()),
+        "bytes": sum(f.stat().st_size for f in files),
+        "mtime_ns": max(f.stat().st_mtime_ns for f in files),
+    }
+
+
+def generation_settings(inf) -> dict:
+    settings = {"max_new_tokens": inf.max_new_tokens, "do_sample": inf.do_sample}
+    if inf.do_sample:
+        settings.update(temperature=inf.temperature, top_p=inf.top_p)
+    return settings
+
+
+def results_identity(cfg, name: str, dataset, ckpt_path: Path) -> dict:
+    """Everything that changes the answers in one results file."""
+    ds = cfg.datasets[name]
+    return {
+        **checkpoint_identity(ckpt_path),
+        "prompt_kind": dataset.question[0],
+        "question": dataset.question[1],
+        "generation": generation_settings(cfg.inference),
+        "au_mode": cfg.au_mode(name),
+        "model": {"llama_model": cfg.model.llama_model, "llm_dtype": cfg.model.llm_dtype},
+        "dataset": {key: getattr(ds, key) for key in ANSWER_CHANGING_DATASET_KEYS},
+    }
+
+
+def results_dir(cfg, dataset_name: str) -> Path:
+    """``{run.output_dir}/results-{dataset}``, or the original's ``{base_root}-{dataset}``."""
+    if cfg.inference.base_root:
+        return Path(f"{cfg.inference.base_root}-{dataset_name}")
+    return Path(cfg.run.output_dir) / f"results-{dataset_name}"
+
+
+def build_test_datasets(cfg, registry) -> Dict[str, object]:
+    from my_affectgpt.conversation.prompts import inference_question
+
+    question = inference_question(cfg.inference.no_reasoning)
+    datasets = {}
+    for name in cfg.datasets:
+        (dataset,) = registry.get_builder_class(name)(cfg, name).build(question=question).values()
+        datasets[name] = dataset
+    return datasets
+
+
+def generate_dataset(model, dataset, writer, cfg, extract_labels) -> int:
+    """Generate answers for the samples ``writer`` has not seen; returns how many were written."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+    from tqdm import tqdm
+
+    inf = cfg.inference
+    todo = [i for i, record in enumerate(dataset.records) if record["name"] not in writer.done]
+    if not todo:
+        return 0
+    loader = DataLoader(Subset(dataset, todo), batch_size=inf.batch_size, shuffle=False,
+                        num_workers=cfg.run.num_workers, collate_fn=dataset.collater)
+    gen_kwargs = dict(max_new_tokens=inf.max_new_tokens, do_sample=inf.do_sample,
+                      temperature=inf.temperature, top_p=inf.top_p)
+    prompt_kind = dataset.question[0]
+    written = 0
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=f"{writer.path.parent.name}/{writer.path.stem}", disable=not sys.stderr.isatty()):
+            for reason in batch["skipped"]:
+                logger.warning("skipped sample: %s", reason)
+            if not batch["names"]:
+                continue
+            answers = model.generate(batch, **gen_kwargs)
+            writer.append([
+                {"name": name, "prompt_kind": prompt_kind, "answer": answer, "labels": extract_labels(answer)}
+                for name, answer in zip(batch["names"], answers)
+            ])
+            written += len(answers)
+    return written
+
+
+def _label_extractor(inf):
+    """The optional LLM label extractor (``inference.label_extractor``: a local model path)."""
+    if inf.label_extractor == "lexicon":
+        return None
+    from my_affectgpt.evaluation.label_extraction import LLMLabelExtractor
+
+    return LLMLabelExtractor(inf.label_extractor)
+
+
+def device_of(cfg) -> str:
+    """``run.device``; the original's ``inference.gpu`` picks the GPU. No GPU is an error."""
+    import torch
+
+    from my_affectgpt.common.errors import UserError
+
+    device = cfg.run.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("run.device is cuda but no GPU is visible; use --options run.device=cpu")
+    if device == "cuda" and cfg.inference.gpu is not None:
+        device = f"cuda:{cfg.inference.gpu}"
+    return device
+
+
+def run(cfg, registry, dataset_names: Optional[List[str]] = None) -> int:
+    """Inference over the config's dataset blocks (or ``dataset_names``); prints the scores."""
+    from my_affectgpt.evaluation.label_extraction import extract_labels, extract_open_labels
+    from my_affectgpt.evaluation.metrics import EmotionWheel, load_emotion_wheel
+    from my_affectgpt.evaluation.report import format_table, load_scores, record_scores, score_results, write_scores
+    from my_affectgpt.evaluation.results_io import ResultsWriter
+    from my_affectgpt.models.trained_weights import load_trained_weights, resolve_checkpoints
+
+    cfg = cfg.select(dataset_names or list(cfg.datasets)).for_inference()
+    checkpoints = resolve_checkpoints(cfg)
+    device = device_of(cfg)
+    out_dir = Path(cfg.run.output_dir)
+    cfg.save(out_dir / "inference_config.yaml")  # beside, not over, the training config.yaml
+    model = registry.get_task_class(cfg.run.task)().build_model(cfg).to(device).eval()
+    datasets = build_test_datasets(cfg, registry)
+    llm_extractor = _label_extractor(cfg.inference)
+    wheel = load_emotion_wheel(cfg.inference.emotion_wheel) if cfg.inference.emotion_wheel else EmotionWheel({})
+    scores_path = out_dir / "scores.json"
+    scores = load_scores(scores_path)
+    for ckpt_name, ckpt_path in checkpoints:
+        load_trained_weights(model, ckpt_path)
+        for name, dataset in datasets.items():
+            writer = ResultsWriter(results_dir(cfg, name) / f"{ckpt_name}.jsonl",
+                                   results_identity(cfg, name, dataset, ckpt_path))
+            start = time.perf_counter()
+            extract = llm_extractor or (extract_open_labels if dataset.eval_kind == "openset" else extract_labels)
+            written = generate_dataset(model, dataset, writer, cfg, extract)
+            logger.info("%s / %s: %d new answers in %.1f s (%d in total)", name, ckpt_name, written,
+                        time.perf_counter() - start, len(writer.done))
+            writer.write_name2reason()
+            gold = dataset.gold()
+            if gold:
+                metrics = score_results(writer.path, dataset.eval_kind, gold=gold, wheel=wheel, extractor=llm_extractor)
+                record_scores(scores, name, dataset.eval_kind, ckpt_name, metrics)
+                write_scores(scores_path, scores)
+    for dataset in datasets.values():
+        dataset.fallback_reports()  # emotion_peak fallbacks to uniform, one line per dataset
+    if scores["datasets"]:
+        print(format_table(scores))
+    return 0
+
