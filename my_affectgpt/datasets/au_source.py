@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from my_affectgpt.datasets.errors import BadSampleError
-from my_affectgpt.datasets.features import AU_FEATURE_FOLDER, load_feature_npy
+from my_affectgpt.datasets.features import AU_FEATURE_FOLDER, expected_width, load_feature_npy
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -55,7 +55,8 @@ class AUSource:
 
     def load(self, name: str) -> Dict:
         if self.mode == "preextracted":
-            return {"au": load_feature_npy(name, Path(self.cfg.preextracted_root) / AU_FEATURE_FOLDER / f"{name}.npy")}
+            path = Path(self.cfg.preextracted_root) / AU_FEATURE_FOLDER / f"{name}.npy"
+            return {"au": load_feature_npy(name, path, None, *expected_width(self.model_cfg, "au"))}
         analysis = self.analysis(name, required=True)
         if self.mode == "realtime":
             texts = analysis.summary_texts
