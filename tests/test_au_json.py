@@ -344,9 +344,9 @@ def test_assistant_text():
 @pytest.mark.parametrize(
     "name, reason",
     [
-        ("truncated.json", "not valid JSON"),
+        ("truncated.json", "not valid JSON, it ends early.*truncated by a killed writer"),
         ("empty.json", "empty"),
-        ("not_json.json", "not valid JSON"),
+        ("not_json.json", r"not a MER-Factory AU JSON \(it starts with '<html><body>502"),
         ("top_level_list.json", "top level is a JSON list"),
     ],
 )
@@ -365,8 +365,44 @@ def test_non_utf8_file_is_an_error(tmp_path):
     with pytest.raises(UnicodeDecodeError):
         content.decode("utf-8")
     path.write_bytes(content)
-    with pytest.raises(AUJsonError, match="not UTF-8"):
+    with pytest.raises(AUJsonError, match=r"gbk.json: not UTF-8 text \(byte 0x[0-9a-f]{2} at offset 31\); MER-Factory "
+                                          "writes UTF-8: re-save the file as UTF-8") as info:
         load_au_analysis(path)
+    assert "truncated" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content, looks_like",
+    [
+        (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41", "an MP4/MOV video"),
+        (b"RIFF\x10\x00\x00\x00AVI LIST", "an AVI video or WAV audio file"),
+        (b"PK\x03\x04\x14\x00\x00\x00", "a zip archive"),
+        (b'{"summary_description": \x00\x00}', "a binary file: it holds NUL bytes"),
+    ],
+)
+def test_a_file_of_another_format_is_not_called_truncated(tmp_path, content, looks_like):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(content)
+    with pytest.raises(AUJsonError, match="clip.mp4: not a MER-Factory AU JSON") as info:
+        load_au_analysis(path)
+    message = str(info.value)
+    assert f"it looks like {looks_like}" in message and "--au_json" in message
+    assert "truncated" not in message
+
+
+def test_a_file_cut_inside_a_character_is_truncated(tmp_path):
+    path = tmp_path / "cut_au_analysis.json"
+    path.write_bytes('{"summary_description": {"1": "愤'.encode("utf-8")[:-1])
+    with pytest.raises(AUJsonError, match="cut_au_analysis.json: the file ends inside a character.*killed writer"):
+        load_au_analysis(path)
+
+
+def test_invalid_json_in_the_middle_is_not_called_truncated(tmp_path):
+    path = tmp_path / "bad_au_analysis.json"
+    path.write_text('{"summary_description": {"1": "x",, "2": "y"}}', encoding="utf-8")
+    with pytest.raises(AUJsonError, match=r"bad_au_analysis.json: not valid JSON \(.*column 35.*\); fix that spot") as info:
+        load_au_analysis(path)
+    assert "truncated" not in str(info.value)
 
 
 def test_missing_file_is_a_file_not_found_error(tmp_path):

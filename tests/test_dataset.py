@@ -124,7 +124,7 @@ def test_sample_names_with_path_parts_are_rejected(demo_assets, tmp_path):
 def test_empty_csv_is_a_clear_error(demo_assets, tmp_path):
     assets = _copy_assets(demo_assets, tmp_path)
     (assets / "data/train/track2_train_mercaptionplus.csv").write_text("")
-    with pytest.raises(UserError, match="track2_train_mercaptionplus.csv: the CSV is empty"):
+    with pytest.raises(UserError, match="track2_train_mercaptionplus.csv is empty"):
         build_demo(assets, tmp_path)
 
 

@@ -103,27 +103,54 @@ def test_npz_errors_name_the_file_and_the_expected_keys(tmp_path):
 @pytest.mark.parametrize(
     "cell, expected",
     [
+        # the spellings the original AffectGPT's string_to_list reads
         ("['happy', 'excited']", ["happy", "excited"]),
+        ('["happy", "excited"]', ["happy", "excited"]),
+        ("[joyful]", ["joyful"]),
+        ("[happy, excited]", ["happy", "excited"]),
         ("happy, excited", ["happy", "excited"]),
-        ("开心，兴奋", ["开心", "兴奋"]),
+        ("['happy', 'sad'", ["happy", "sad"]),  # a missing bracket is read, as there
+        ("['a','b',]", ["a", "b"]),
+        # only commas and quotes separate labels there
+        ("开心，兴奋", ["开心，兴奋"]),
+        ("happy; sad", ["happy; sad"]),
+        # empty: pandas' missing-value cells, as the original reads its CSVs with pandas
         ("", []),
+        ("  ", []),
         ("[]", []),
+        ("nan", []),
+        (float("nan"), []),
+        (None, []),
         (["sad"], ["sad"]),
+        (np.array(["sad", "tired"]), ["sad", "tired"]),
     ],
 )
-def test_parse_openset(cell, expected):
+def test_parse_openset_reads_what_the_original_reads(cell, expected):
     assert parse_openset(cell) == expected
 
 
-def test_parse_openset_rejects_a_broken_list():
-    with pytest.raises(ValueError, match="not a valid list"):
-        parse_openset("['happy', 'sad'")
+def test_parse_openset_rejects_a_nested_list():
+    with pytest.raises(ValueError, match=r"nested list; write one list: \['a', 'b'\], \[a, b\] or a, b"):
+        parse_openset("[['happy'], ['sad']]")
 
 
-def test_ovlabel_csv_in_both_spellings_and_empty_means_neutral(tmp_path):
+def test_open_set_gold_cells_must_not_be_empty(tmp_path):
     path = tmp_path / "ovlabel.csv"
     path.write_text('name,openset\ns1,"[\'happy\', \'excited\']"\ns2,"worried, tense"\ns3,\n', encoding="utf-8")
-    assert read_openset_csv(path) == {"s1": ["happy", "excited"], "s2": ["worried", "tense"], "s3": ["neutral"]}
+    with pytest.raises(LabelFileError, match=r"ovlabel.csv, line 4: sample 's3' has an empty open-set label.*\['neutral'\]"):
+        read_openset_csv(path)
+    with pytest.raises(LabelFileError, match="line 4: sample 's3' has an empty"):
+        read_gold(path, "openset")
+    # training files (MER-Caption+/OV-MERD) read an empty cell as neutral, as the original does
+    assert read_openset_csv(path, empty="neutral") == {
+        "s1": ["happy", "excited"], "s2": ["worried", "tense"], "s3": ["neutral"]}
+
+
+def test_an_unreadable_open_set_cell_names_the_file_and_line(tmp_path):
+    path = tmp_path / "track2.csv"
+    path.write_text('name,openset\ns1,happy\ns2,"[[\'sad\']]"\n', encoding="utf-8")
+    with pytest.raises(LabelFileError, match="track2.csv, line 3: open-set value.*nested list"):
+        read_openset_csv(path, empty="neutral")
 
 
 def test_plain_csv_readers(tmp_path):
@@ -143,8 +170,8 @@ def test_csv_errors_name_the_file_and_the_expected_columns(tmp_path):
     with pytest.raises(LabelFileError, match=expected):
         read_label_csv(wrong)
     twice = tmp_path / "twice.csv"
-    twice.write_text("name,valence\na,1\na,2\n")
-    with pytest.raises(LabelFileError, match="twice.csv, line 3.*'a' appears twice"):
+    twice.write_text("name,valence\na,1\nb,0\na,2\n")
+    with pytest.raises(ValueError, match=r"twice.csv, lines 2 and 4: sample 'a' appears twice with different valence \('1' / '2'\)"):
         read_valence_csv(twice)
     text_valence = tmp_path / "text.csv"
     text_valence.write_text("name,valence\na,high\n")
@@ -156,7 +183,7 @@ def test_csv_errors_name_the_file_and_the_expected_columns(tmp_path):
         read_label_csv(header_only)
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with pytest.raises(LabelFileError, match="empty.csv has columns none"):
+    with pytest.raises(LabelFileError, match="empty.csv is empty; expected the columns 'name' and one of 'openset'"):
         read_openset_csv(empty)
 
 
@@ -170,3 +197,76 @@ def test_read_gold_dispatches_on_kind_and_suffix(tmp_path, mer2023_npz):
         read_gold(mer2023_npz, "openset")
     with pytest.raises(ValueError, match="unknown kind 'valence'"):
         read_gold(ov, "valence")
+
+
+def test_identical_duplicate_rows_are_accepted(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("name,label\na,happy\nb,sad\na,happy\n")
+    assert read_label_csv(path) == {"a": "happy", "b": "sad"}
+
+
+def test_gold_labels_outside_the_label_set_are_errors(tmp_path, mer2023_npz):
+    labels = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+    assert read_gold(mer2023_npz, "discrete", split="test1_corpus", label_set=labels) == {
+        "sample_00000002": "worried", "sample_00000003": "neutral"}
+    odd = _merbench_npz(tmp_path / "odd.npz", test_corpus={"x": {"emo": "happy"}, "y": {"emo": "bored"}})
+    with pytest.raises(LabelFileError, match=r"odd.npz: sample 'y' has label 'bored', which is not one of "
+                                             r"the dataset's 6 labels \(neutral, angry"):
+        read_gold(odd, "discrete", label_set=labels)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("name,label\na,Happy\nb,excited\n")
+    with pytest.raises(LabelFileError, match="labels.csv, line 3: sample 'b' has label 'excited'"):
+        read_gold(csv, "discrete", label_set=labels)
+    csv.write_text("name,label\na,Happy \n")
+    assert read_label_csv(csv, label_set=labels) == {"a": "happy"}  # the set's spelling
+
+
+# -- pickled label files are unpickled as plain data only ------------------------------------
+
+
+def test_merbench_npz_with_numpy_values_loads(tmp_path):
+    path = tmp_path / "label.npz"
+    np.savez(path, test_corpus={"a": {"emo": "happy", "val": 1.0}},
+             whole_corpus={"b": {"emo": np.int64(2), "val": np.float64(-0.5), "extra": np.arange(2), "s": {1}}})
+    assert read_emotion_npz(path, split="test_corpus") == {"a": "happy"}
+    assert read_valence_npz(path, split="whole_corpus") == {"b": -0.5}
+    assert read_emotion_npz(path, split="whole_corpus", label_names=["x", "y", "z"]) == {"b": "z"}
+
+
+def test_label_npz_written_by_numpy_1_loads(tmp_path):
+    """numpy 1.x pickles name ``numpy.core.multiarray`` (numpy 2: ``numpy._core``)."""
+    import io
+    import pickle
+    import zipfile
+
+    array = np.array({"a": {"emo": "sad", "val": np.float32(-1.0)}}, dtype=object)
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, np.lib.format.header_data_from_array_1_0(array))
+    stream.write(pickle.dumps(array, protocol=3).replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    path = tmp_path / "label.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("test_corpus.npy", stream.getvalue())
+    assert read_valence_npz(path) == {"a": -1.0}
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_label_npz_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "label.npz"
+    np.savez(path, test_corpus={"a": {"emo": _RunsCode(marker), "val": 1.0}})
+    with pytest.raises(LabelFileError, match=r"label.npz refused: its pickled data calls (posix|os|nt)\.system"):
+        read_emotion_npz(path)
+    assert not marker.exists()
+    np.savez(path, test_corpus=np.array([_RunsCode(marker)], dtype=object))
+    with pytest.raises(LabelFileError, match="refused"):
+        read_gold(path, "sentiment")
+    assert not marker.exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from my_affectgpt.datasets.errors import BadSampleError
-from my_affectgpt.datasets.features import AU_FEATURE_FOLDER, load_feature_npy
+from my_affectgpt.datasets.features import AU_FEATURE_FOLDER, expected_width, load_feature_npy
 from my_affectgpt.processors.au_json import AUJsonError, AUJsonNotFoundError
 from my_affectgpt.processors.openface_csv import OpenFaceCSVError
 from my_affectgpt.processors.raw_media import load_sample_analysis
@@ -27,7 +27,7 @@ class AUSource:
     def load(self, name: str) -> Dict:
         if self.mode == "preextracted":
             path = Path(self.cfg.preextracted_root) / AU_FEATURE_FOLDER / f"{name}.npy"
-            return {"au": load_feature_npy(name, path)}
+            return {"au": load_feature_npy(name, path, None, *expected_width(self.model_cfg, "au"))}
         analysis = self.analysis(name)
         if self.mode == "realtime":
             texts = analysis.summary_texts

@@ -19,7 +19,7 @@ from my_affectgpt.conversation import prompts
 from my_affectgpt.datasets.au_source import AUSource
 from my_affectgpt.datasets.collate import collate
 from my_affectgpt.datasets.errors import BadSampleError, DatasetError
-from my_affectgpt.datasets.features import FeatureLayout, load_feature_npy
+from my_affectgpt.datasets.features import FeatureLayout, expected_width, load_feature_npy
 from my_affectgpt.datasets.tables import read_csv
 from my_affectgpt.processors.raw_media import MediaSources, RawMediaReader, SampleMediaError, SamplingSpec, encoder_inputs
 
@@ -32,7 +32,7 @@ GOLD_FIELD = {"discrete": "label", "sentiment": "valence", "openset": "openset"}
 def feature_layout(ds_cfg) -> FeatureLayout:
     """Where a dataset block's pre-extracted features are."""
     return FeatureLayout(Path(ds_cfg.preextracted_root), ds_cfg.visual_encoder, ds_cfg.acoustic_encoder,
-                         ds_cfg.frame_n_frms, ds_cfg.clips_per_video)
+                         ds_cfg.frame_n_frms, ds_cfg.clips_per_video, ds_cfg.frame_sampling, ds_cfg.face_n_frms)
 
 
 class BaseDataset(Dataset):
@@ -193,7 +193,10 @@ class BaseDataset(Dataset):
 
     def _preextracted(self, name: str, streams) -> Dict:
         layout = self.features
-        return {m: load_feature_npy(name, layout.path(m, name), layout.rows(m)) for m in streams}
+        return {
+            m: load_feature_npy(name, layout.locate(m, name), layout.rows(m), *expected_width(self.model_cfg, m))
+            for m in streams
+        }
 
     def _raw_media(self, name: str, streams) -> Dict:
         if not streams:

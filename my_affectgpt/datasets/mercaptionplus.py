@@ -1,12 +1,19 @@
-"""MER-Caption+ format: the training set, held-out folders in the same layout, and the demo."""
+"""MER-Caption+ format: the training set, held-out folders in the same layout, and the demo.
+
+The layout of the original AffectGPT's data folder: ``track2_train_mercaptionplus.csv``
+(``name``, ``openset``) lists the samples, whatever the block's ``split``: a ``split: test``
+block reads its names from it too. ``track3_train_mercaptionplus.csv`` (``name``,
+``reason``) and the subtitle CSV (``name``, ``english``/``chinese``) are matched by name.
+An empty open-set cell means neutral, as in the original.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Dict, List
 
 from my_affectgpt.datasets.base_dataset import BaseDataset
-from my_affectgpt.datasets.label_files import parse_openset
-from my_affectgpt.datasets.tables import read_csv
+from my_affectgpt.datasets.label_files import read_openset_csv
+from my_affectgpt.datasets.tables import CSVFileError, read_rows, rows_by_name
 
 
 class MERCaptionPlusDataset(BaseDataset):
@@ -17,20 +24,20 @@ class MERCaptionPlusDataset(BaseDataset):
 
     def read_records(self) -> List[Dict]:
         root = Path(self.cfg.data_root)
-        labels = read_csv(root / self.cfg.label_csv, ["name", "openset"])
         records = {
-            row.name: {"name": row.name, "openset": parse_openset(row.openset) or ["neutral"]}
-            for row in labels.itertuples()
+            name: {"name": name, "openset": labels}
+            for name, labels in read_openset_csv(root / self.cfg.label_csv, empty="neutral").items()
         }
         needs_reason = self.question is None and self.cfg.label_type in ("description", "hybrid")
         reason_path = root / self.cfg.reason_csv
         if needs_reason or reason_path.is_file():
-            for row in read_csv(reason_path, ["name", "reason"]).itertuples():
-                if row.name in records:
-                    records[row.name]["reason"] = row.reason
+            reasons = rows_by_name(reason_path, read_rows(reason_path, ["name", "reason"]), "reason")
+            for name, record in records.items():
+                if name in reasons:
+                    record["reason"] = reasons[name]["reason"]
             missing = [n for n, r in records.items() if "reason" not in r]
             if needs_reason and missing:
-                raise ValueError(
+                raise CSVFileError(
                     f"{reason_path}: no reason for {len(missing)} sample(s) of {self.cfg.label_csv} "
                     f"(first: {missing[0]}); label_type {self.cfg.label_type} needs one per sample"
                 )

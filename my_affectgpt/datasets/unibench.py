@@ -18,6 +18,16 @@ from my_affectgpt.datasets.label_files import read_candidates_csv, read_gold
 TRANSCRIPTION_CSV = "transcription-engchi-polish.csv"
 # Label files holding several splits, and the one MER-UniBench tests on.
 DEFAULT_LABEL_SPLIT = {"mer2023": "test1_corpus", "mer2024": "test1_corpus"}
+# The labels of the discrete test sets, as the original AffectGPT names them, in the index
+# order of the label files that store class indices (MELD, IEMOCAPFour). A gold label
+# outside its dataset's set is an error naming the file and the sample.
+_MER_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+LABEL_NAMES = {
+    "mer2023": _MER_LABELS,
+    "mer2024": _MER_LABELS,
+    "meld": ("anger", "joy", "sadness", "neutral", "disgust", "fear", "surprise"),
+    "iemocapfour": ("happy", "sad", "neutral", "anger"),
+}
 
 # name: (MER-Factory folder, label file, scoring kind, subtitle CSV, video folder, audio folder)
 UNIBENCH = {
@@ -40,6 +50,7 @@ class LabelFileDataset(BaseDataset):
 
     default_label_file = ""
     default_label_split = None  # None: the file's only split, or test_corpus
+    label_names = None  # discrete sets: the dataset's labels (index order for index files)
 
     def label_path(self) -> Path:
         return Path(self.cfg.label_path or Path(self.cfg.data_root) / self.default_label_file)
@@ -48,7 +59,13 @@ class LabelFileDataset(BaseDataset):
         return str(self.label_path())
 
     def read_records(self) -> List[Dict]:
-        gold = read_gold(self.label_path(), self.eval_kind, split=self.cfg.label_split or self.default_label_split)
+        gold = read_gold(
+            self.label_path(),
+            self.eval_kind,
+            split=self.cfg.label_split or self.default_label_split,
+            label_names=self.label_names,
+            label_set=self.label_names,
+        )
         field = GOLD_FIELD[self.eval_kind]
         records = {name: {"name": name, field: value} for name, value in gold.items()}
         for record in records.values():
@@ -71,6 +88,7 @@ def _register(name: str, spec: tuple) -> None:
             "mer_factory_folder": folder,
             "default_label_file": label_file,
             "default_label_split": DEFAULT_LABEL_SPLIT.get(name),
+            "label_names": LABEL_NAMES.get(name),
             "eval_kind": kind,
             "default_subtitle_csv": subtitle_csv,
             "default_media_folders": {"video": video, "audio": audio, "face": "openface_face"},

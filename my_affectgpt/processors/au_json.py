@@ -323,26 +323,72 @@ def parse_upstream_peak(text: str) -> UpstreamPeak | None:
 # --------------------------------------------------------------------------- loading
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    fix = (
-        "The file is probably empty or truncated by a killed writer: regenerate it with "
-        "MER-Factory (or the AU Agent fill command), or delete it so the sample is "
-        "treated as having no AU data."
+# Leading bytes of the files most often passed where an AU JSON belongs.
+_FILE_SIGNATURES = (
+    (4, b"ftyp", "an MP4/MOV video"),
+    (0, b"RIFF", "an AVI video or WAV audio file"),
+    (0, b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
+    (0, b"\x00\x00\x01\xba", "an MPEG video"),
+    (0, b"ID3", "an MP3 audio file"),
+    (0, b"PK\x03\x04", "a zip archive (or .npz)"),
+    (0, b"\x93NUMPY", "a NumPy .npy file"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"\x1f\x8b", "a gzip archive"),
+)
+_TRUNCATED = (
+    "It is probably truncated by a killed writer: regenerate it with MER-Factory (or the AU "
+    "Agent fill command), or delete it so the sample is treated as having no AU data."
+)
+
+
+def _not_json_error(path: Path, what: str) -> AUJsonError:
+    return AUJsonError(
+        f"{path}: not a MER-Factory AU JSON ({what}). Point at the <name>{AU_JSON_SUFFIX} MER-Factory "
+        "wrote for the sample (for a single clip: --au_json), not at the video or another file."
     )
+
+
+def _binary_kind(raw: bytes) -> str | None:
+    """What a file that is not text looks like (None: it may be text)."""
+    for offset, signature, kind in _FILE_SIGNATURES:
+        if raw[offset : offset + len(signature)] == signature:
+            return kind
+    return "a binary file: it holds NUL bytes" if b"\x00" in raw[:4096] else None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``. A cut-off file, a file of another format and JSON that is
+    not an object each get their own message, since each has its own fix."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise AUJsonNotFoundError(f"AU analysis JSON not found: {path}") from None
+    kind = _binary_kind(raw)
+    if kind is not None:
+        raise _not_json_error(path, f"it looks like {kind}")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise AUJsonError(f"{path}: not UTF-8 text ({err}). {fix}") from None
-    if not text.strip():
-        raise AUJsonError(f"{path}: the file is empty. {fix}")
+        if err.reason == "unexpected end of data":  # a multi-byte character cut at the end
+            raise AUJsonError(f"{path}: the file ends inside a character. {_TRUNCATED}") from None
+        raise AUJsonError(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); MER-Factory "
+            "writes UTF-8: re-save the file as UTF-8, or regenerate it with MER-Factory."
+        ) from None
+    body = text.strip()
+    if not body:
+        raise AUJsonError(f"{path}: the file is empty. {_TRUNCATED}")
+    if body[0] not in "{[":
+        raise _not_json_error(path, f"it starts with {body[:20]!r}, not with '{{'")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise AUJsonError(f"{path}: not valid JSON ({err}). {fix}") from None
+        if err.pos >= len(text.rstrip()):  # the text stopped before the JSON did
+            raise AUJsonError(f"{path}: not valid JSON, it ends early ({err}). {_TRUNCATED}") from None
+        raise AUJsonError(
+            f"{path}: not valid JSON ({err}); fix that spot or regenerate the file with MER-Factory."
+        ) from None
     if not isinstance(data, dict):
         raise AUJsonError(
             f"{path}: the top level is a JSON {type(data).__name__}, expected an object "
