@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 
 from my_affectgpt.evaluation.__main__ import main
-from my_affectgpt.evaluation.report import (
-    ResultsFileError,
-    format_table,
-    load_scores,
-    read_results,
-    record_scores,
-    score_results,
-    write_scores,
-)
+from my_affectgpt.evaluation.report import format_table, load_scores, record_scores, score_results, write_scores
+from my_affectgpt.evaluation.results_io import ResultsFileError, read_results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -230,8 +223,8 @@ def test_format_table_lists_checkpoints_per_dataset():
     record_scores(scores, "sims", "sentiment", "checkpoint_000002", {"weighted_f1": 0.5, "n_samples": 10.0})
     record_scores(scores, "sims", "sentiment", "checkpoint_000001", {"weighted_f1": 0.25, "accuracy": 0.3})
     lines = format_table(scores).splitlines()
-    assert lines[0] == "sims (sentiment)"
-    assert lines[1].split() == ["checkpoint", "weighted_f1", "accuracy", "n_samples"]
+    assert lines[0] == "sims (sentiment): MER-UniBench headline: weighted_f1 (no emotion wheel needed)"
+    assert lines[1].split() == ["checkpoint", "[weighted_f1]", "accuracy", "n_samples"]
     assert lines[2].split() == ["checkpoint_000001", "0.2500", "0.3000", "-"]
     assert lines[3].split() == ["checkpoint_000002", "0.5000", "-", "10"]
     with pytest.raises(ValueError, match="scored as sentiment"):

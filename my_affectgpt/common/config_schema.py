@@ -234,7 +234,10 @@ class InferenceConfig:
     top_p: float = _f(0.9, "sampling nucleus", min=0)
     no_reasoning: bool = _f(False, "ask for labels only (also --no_reasoning)")
     label_extractor: str = _f("lexicon", "'lexicon' or a local LLM path for label extraction", path_or_hub=True)
-    emotion_wheel: str = _f("", "emotion-wheel folder (the official MER-UniBench one) or word,group file", path=True)
+    emotion_wheel: str = _f(
+        "", "the official MER-UniBench emotion-wheel folder (format.csv, synonym.xlsx, wheel1..5.xlsx), or a "
+        "word,group CSV / {group: [words]} JSON file", path=True,
+    )
     base_root: str = _f("", "the original's results root: results go to {base_root}-{dataset}/ ('' = run.output_dir/results-{dataset})", path=True)
     gpu: Optional[int] = _f(None, "the original's GPU index: run on cuda:{gpu}", min=0)
 

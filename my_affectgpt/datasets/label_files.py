@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import math
 import pickle
-import re
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from my_affectgpt.common.errors import UserError, UserFileNotFoundError
+from my_affectgpt.common.label_lists import split_label_list
 from my_affectgpt.common.sample_names import check_sample_name
 from my_affectgpt.datasets.tables import read_table, rows_by_name
 
@@ -43,7 +43,6 @@ _PANDAS_MISSING = frozenset({
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 })
-_OPENSET_SPLIT = re.compile(r"""['",]""")  # the original's separators: quotes and commas
 
 
 class LabelFileError(UserError, ValueError):
@@ -66,18 +65,10 @@ def parse_openset(value: object) -> List[str]:
     Raises ValueError for a cell that still holds brackets after that (a nested list),
     which the original would turn into labels such as ``'['``.
     """
-    if hasattr(value, "tolist"):  # a numpy array or scalar
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [str(item).strip() for item in value if str(item).strip()]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if isinstance(value, str) and value.strip() in _PANDAS_MISSING:
         return []
-    text = str(value).strip()
-    if text in _PANDAS_MISSING:
-        return []
-    body = text[1:] if text.startswith("[") else text
-    body = body[:-1] if body.endswith("]") else body
-    labels = [item.strip() for item in _OPENSET_SPLIT.split(body) if item.strip()]
+    text = value.strip() if isinstance(value, str) else value
+    labels = [str(label).strip() for label in split_label_list(text) if str(label).strip()]
     if any("[" in label or "]" in label for label in labels):
         raise ValueError(
             f"open-set value {text!r} is a nested list; write one list: ['a', 'b'], [a, b] or a, b"

@@ -1,16 +1,19 @@
 """Score inference results: ``python -m my_affectgpt.evaluation``.
 
-Example::
+Example (MER-UniBench's scores, through its official emotion-wheel folder)::
 
     python -m my_affectgpt.evaluation --results-dir output/eval \\
         --dataset mer2023:discrete:/data/mer2023/label-6way.npz --split mer2023=test1_corpus \\
         --dataset cmumosi:sentiment:/data/cmumosi/label.npz \\
         --dataset ovmerdplus:openset:/data/ovmerdplus/ovlabel.csv \\
-        --emotion-wheel wheel.csv
+        --emotion-wheel AffectGPT/emotion_wheel
 
-Every ``{results-dir}/results-{NAME}/*.jsonl`` is scored (one checkpoint per file), the
-scores of the named datasets are replaced in ``scores.json`` (default: in the results
-directory; other datasets already there are kept), and a table is printed.
+Every results file in ``{results-dir}/results-{NAME}/`` is scored, one checkpoint per file:
+``{ckpt}.jsonl`` (this project's inference) or ``{ckpt}.npz`` (``name2reason``, the original
+AffectGPT's). Labels are read from the cached label files beside it (``{ckpt}-openset.npz``,
+``{ckpt}-openset-sentiment.npz``) when present, else extracted from the answers. The scores
+of the named datasets are replaced in ``scores.json`` (default: in the results directory;
+other datasets already there are kept), and a table is printed.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from my_affectgpt.common.errors import UserError
 from my_affectgpt.datasets.label_files import KINDS, read_candidates_csv, read_gold
 from my_affectgpt.evaluation.label_extraction import LLMLabelExtractor
 from my_affectgpt.evaluation.metrics import load_emotion_wheel
@@ -26,11 +30,11 @@ from my_affectgpt.evaluation.report import (
     format_table,
     load_scores,
     record_scores,
-    results_files,
     score_results,
     select_best,
     write_scores,
 )
+from my_affectgpt.evaluation.results_io import results_files
 
 
 def _dataset_arg(value: str):
@@ -55,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extract emotion labels from inference answers and score them per dataset and checkpoint.",
     )
     parser.add_argument("--results-dir", required=True, type=Path,
-                        help="folder holding results-{dataset}/{checkpoint}.jsonl (inference's run.output_dir)")
+                        help="folder holding results-{dataset}/{checkpoint}.jsonl (inference's run.output_dir) "
+                             "or original results-{dataset}/{checkpoint}.npz (name2reason)")
     parser.add_argument("--dataset", required=True, action="append", type=_dataset_arg,
                         metavar="NAME:KIND:LABEL_FILE",
                         help="a dataset to score; KIND is discrete, sentiment or openset; LABEL_FILE is a .npz "
@@ -70,9 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="discrete: per-sample candidate labels, a CSV name,candidates")
     parser.add_argument("--label-set", action="append", type=_named_arg, default=[], metavar="NAME=a,b,...",
                         help="discrete: the label set predictions are mapped into (default: the gold labels)")
-    parser.add_argument("--emotion-wheel", type=Path,
-                        help="word grouping applied before set comparison and HIT rate: CSV word,group or "
-                             "JSON {group: [words]}")
+    parser.add_argument("--emotion-wheel", type=Path, metavar="DIR_OR_FILE",
+                        help="the official MER-UniBench emotion-wheel folder (format.csv, synonym.xlsx, "
+                             "wheel1..5.xlsx): adds the paper's ew_* scores; or a single grouping file (CSV "
+                             "word,group or JSON {group: [words]}) applied before set comparison and hit_rate")
+    parser.add_argument("--ignore-label-cache", action="store_true",
+                        help="extract labels from the answers even where {checkpoint}-openset.npz / "
+                             "-openset-sentiment.npz label files exist beside the results")
     parser.add_argument("--llm-extractor", type=Path, metavar="MODEL_DIR",
                         help="extract labels with this local causal LM instead of the built-in lexicon")
     parser.add_argument("--llm-device", default="cpu", help="device for --llm-extractor (default: cpu)")
@@ -119,6 +128,7 @@ def run(args: argparse.Namespace) -> str:
             metrics = score_results(
                 path, kind, gold, candidates=candidates, wheel=wheel, extractor=extractor,
                 on_missing_gold="skip" if args.skip_missing_gold else "error",
+                use_label_cache=not args.ignore_label_cache,
             )
             record_scores(scores, name, kind, path.stem, metrics)
     best = select_best(scores) if args.report_best else None
@@ -130,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         print(run(args))
-    except (ValueError, OSError) as exc:
+    except (UserError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -9,16 +9,19 @@
   samples, F = their harmonic mean.
 * HIT rate: fraction of samples where any predicted label's group is a gold label's group.
 
-An ``EmotionWheel`` maps words to groups (e.g. the levels of the MER-UniBench emotion
-wheels) before sets are compared; a word it does not list is its own group.
+An ``EmotionWheel`` maps words to groups (a user's single grouping file) before sets are
+compared; a word it does not list is its own group. MER-UniBench's own scores, through its
+official wheel folder, are in ``ew_metrics``; ``load_emotion_wheel`` reads either.
 """
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Set
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Set, Union
 
+from my_affectgpt.common.errors import UserFileNotFoundError
+from my_affectgpt.evaluation.emotion_wheel import EmotionWheelError, OfficialEmotionWheels
 from my_affectgpt.evaluation.lexicon import clean_label, normalize_label
 
 NO_LABEL = "<no label>"  # stands for a sample whose answer held no candidate label
@@ -87,10 +90,6 @@ def _check_lengths(predicted: Sequence, gold: Sequence) -> None:
         raise ValueError("no samples to score")
 
 
-class EmotionWheelError(ValueError):
-    """An emotion-wheel file that cannot be read as ``word,group`` CSV or {group: [words]} JSON."""
-
-
 class EmotionWheel:
     """Maps labels to groups; a label the wheel does not list is its own group.
 
@@ -117,11 +116,18 @@ class EmotionWheel:
         return {self.group(label) for label in labels}
 
 
-def load_emotion_wheel(path: str | Path) -> EmotionWheel:
-    """Read a wheel from a CSV with header ``word,group`` or a JSON ``{group: [words]}``."""
+def load_emotion_wheel(path: str | Path) -> Union[EmotionWheel, OfficialEmotionWheels]:
+    """The official MER-UniBench wheel folder (``format.csv``, ``synonym.xlsx``,
+    ``wheel1..5.xlsx``) when ``path`` is a folder; else one grouping file, a CSV with header
+    ``word,group`` or a JSON ``{group: [words]}``."""
     path = Path(path)
+    if path.is_dir():
+        return OfficialEmotionWheels.load(path)
     if not path.is_file():
-        raise FileNotFoundError(f"emotion wheel file {path} does not exist; check --emotion-wheel")
+        raise UserFileNotFoundError(
+            f"emotion wheel {path} does not exist; check --emotion-wheel (the official wheel folder, "
+            "or a word,group CSV / {group: [words]} JSON file)"
+        )
     pairs = _wheel_pairs_json(path) if path.suffix.lower() == ".json" else _wheel_pairs_csv(path)
     if not pairs:
         raise EmotionWheelError(f"emotion wheel file {path} lists no words")

@@ -1,13 +1,143 @@
-"""The per-checkpoint results file inference appends to, and its ``name2reason`` twin."""
+"""Results files: the per-checkpoint JSONL inference appends to, its ``name2reason`` twin,
+and reading either back.
+
+A checkpoint's results are ``{output_dir}/results-{dataset}/{ckpt_name}.jsonl`` (one JSON object
+per sample with at least ``name`` and ``answer``; written here) or, from the original AffectGPT,
+``{ckpt_name}.npz`` holding ``name2reason`` (a pickled dict name -> answer). Label caches beside
+them (``{ckpt_name}-openset.npz``, ``{ckpt_name}-openset-sentiment.npz``) are not results.
+"""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 from my_affectgpt.common.atomic import write_file_atomic, write_json_atomic, write_text_atomic
 from my_affectgpt.common.errors import UserError
+
+LABEL_CACHE_SUFFIXES = ("-openset", "-openset-sentiment")
+
+
+class ResultsFileError(UserError, ValueError):
+    """A results file, or a results/gold combination, that cannot be scored."""
+
+
+def read_results(path: str | Path) -> List[dict]:
+    """The sample records of a results JSONL file, checked for ``name``/``answer`` and
+    duplicate names."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {path} does not exist; run inference first")
+    records, first_line = [], {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ResultsFileError(
+                    f"results file {path}, line {number} is not valid JSON ({exc.msg}); "
+                    "delete that line and rerun inference, which resumes the missing samples"
+                ) from exc
+            if not isinstance(record, dict) or not isinstance(record.get("name"), str) \
+                    or not isinstance(record.get("answer"), str):
+                raise ResultsFileError(
+                    f"results file {path}, line {number}: expected an object with string "
+                    "'name' and 'answer'"
+                )
+            name = record["name"]
+            if name in first_line:
+                raise ResultsFileError(
+                    f"results file {path}: sample {name!r} appears on lines {first_line[name]} "
+                    f"and {number}; keep one of them"
+                )
+            first_line[name] = number
+            records.append(record)
+    if not records:
+        raise ResultsFileError(f"results file {path} has no samples")
+    return records
+
+
+def read_name2reason(path: str | Path) -> Dict[str, str]:
+    """The answers of an original AffectGPT results ``.npz`` (``name2reason``: name -> answer).
+
+    ``name2reason`` is a pickled dict, so it is loaded with ``allow_pickle=True`` (unpickling
+    runs code stored in the file): only for results files the user points to.
+    """
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {path} does not exist; run inference first")
+    try:
+        with np.load(path, allow_pickle=True) as npz:
+            if "name2reason" not in npz.files:
+                raise ResultsFileError(
+                    f"results file {path} has the keys {', '.join(npz.files) or 'none'}, not 'name2reason'; "
+                    "is it a label cache or a feature file?"
+                )
+            table = npz["name2reason"]
+    except ResultsFileError:
+        raise
+    except Exception as exc:  # numpy raises OSError, ValueError, zipfile or pickle errors here
+        raise ResultsFileError(f"results file {path} is not a readable .npz file: {exc}") from exc
+    table = table.item() if table.shape == () else None
+    if not isinstance(table, dict) or not table:
+        raise ResultsFileError(f"results file {path}: 'name2reason' must be a non-empty dict name -> answer")
+    bad = next((name for name, answer in table.items() if not isinstance(answer, str)), None)
+    if bad is not None:
+        raise ResultsFileError(f"results file {path}: the answer of sample {bad!r} is not a string")
+    return {str(name): answer for name, answer in table.items()}
+
+
+def read_answers(path: str | Path) -> Dict[str, str]:
+    """Sample name -> answer of a results file, ``.jsonl`` or original ``.npz``."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return read_name2reason(path)
+    return {record["name"]: record["answer"] for record in read_results(path)}
+
+
+def is_label_cache(path: Path) -> bool:
+    return path.suffix == ".npz" and path.stem.endswith(LABEL_CACHE_SUFFIXES)
+
+
+def results_files(results_dir: str | Path, dataset: str) -> List[Path]:
+    """The results files of ``{results_dir}/results-{dataset}`` (folder name matched without
+    regard to case), one per checkpoint, sorted by checkpoint name: each ``{ckpt}.jsonl``, and
+    each original ``{ckpt}.npz`` that has no ``.jsonl`` beside it (label caches are skipped)."""
+    results_dir = Path(results_dir)
+    wanted = f"results-{dataset}".lower()
+    folders = sorted(p for p in results_dir.glob("results-*") if p.is_dir())
+    folder = next((p for p in folders if p.name == f"results-{dataset}"), None) or next(
+        (p for p in folders if p.name.lower() == wanted), None
+    )
+    if folder is None:
+        found = ", ".join(p.name for p in folders) or "none"
+        raise FileNotFoundError(
+            f"no folder results-{dataset} in {results_dir} (found: {found}); "
+            "check --results-dir and the dataset name"
+        )
+    jsonl = {p.stem: p for p in folder.glob("*.jsonl")}
+    npz = {p.stem: p for p in folder.glob("*.npz") if not is_label_cache(p)}
+    files = [path for _, path in sorted({**npz, **jsonl}.items())]
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no results files ({{checkpoint}}.jsonl or {{checkpoint}}.npz)")
+    return files
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> List[str]:
+    """``key: old -> new`` for every leaf that differs between two nested dicts."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return lines
 
 
 class ResultsWriter:
@@ -19,9 +149,9 @@ class ResultsWriter:
     """
 
     def __init__(self, path: Path, source: Optional[dict] = None):
-        """``source`` identifies what produced the answers (the checkpoint file: path, size,
-        mtime). It is kept beside the results; resuming with a different source is an error,
-        so answers of two checkpoints never mix in one file."""
+        """``source`` identifies everything that produced the answers (checkpoint file, question,
+        generation settings, AU mode, dataset settings). It is kept beside the results; resuming
+        with a different source is an error, so answers of two setups never mix in one file."""
         self.path = Path(path)
         self.done: Dict[str, dict] = {}  # name -> record already written
         if self.path.exists():
@@ -39,10 +169,12 @@ class ResultsWriter:
             return
         previous = json.loads(self.source_path.read_text(encoding="utf-8"))
         if previous != source:
+            changed = _differences(previous, source)
+            shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
             raise UserError(
-                f"{self.path} holds answers of {previous.get('checkpoint')} as it was then "
-                f"({previous}), not of the checkpoint now at that name ({source}); move the results "
-                f"folder away (or delete the file) to generate them again"
+                f"{self.path} holds {len(self.done) or 'earlier'} answers made with other settings ({shown}); "
+                f"they would not match this run. Write to another folder (--options run.output_dir=...), or "
+                f"move the results folder away (or delete the file) to generate them again"
             )
 
     def _recover(self) -> None:
@@ -55,7 +187,7 @@ class ResultsWriter:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                raise ValueError(
+                raise ResultsFileError(
                     f"{self.path}: line {number} is not JSON; the file was edited or corrupted. "
                     f"Move it away to regenerate these results"
                 ) from None

@@ -3,7 +3,9 @@
 Per dataset and checkpoint, answers are appended to
 ``{run.output_dir}/results-{dataset}/{ckpt_name}.jsonl`` batch by batch (a killed run restarted
 with the same command continues where it stopped) and mirrored in ``{ckpt_name}.npz``
-(``name2reason``, the original AffectGPT format). A results file remembers everything that
+(``name2reason``, the original AffectGPT format), with the labels extracted from them in
+``{ckpt_name}-openset.npz`` (and ``-openset-sentiment.npz``) as the original evaluation writes
+them. A results file remembers everything that
 changes an answer (checkpoint file, question, generation settings, AU mode, dataset settings);
 resuming it with anything else is an error, so answers of two setups never mix.
 """
@@ -131,6 +133,7 @@ def device_of(cfg) -> str:
 
 def run(cfg, registry, dataset_names: Optional[List[str]] = None) -> int:
     """Inference over the config's dataset blocks (or ``dataset_names``); prints the scores."""
+    from my_affectgpt.evaluation.label_cache import write_label_caches
     from my_affectgpt.evaluation.label_extraction import extract_labels, extract_open_labels
     from my_affectgpt.evaluation.metrics import EmotionWheel, load_emotion_wheel
     from my_affectgpt.evaluation.report import format_table, load_scores, record_scores, score_results, write_scores
@@ -159,6 +162,8 @@ def run(cfg, registry, dataset_names: Optional[List[str]] = None) -> int:
             logger.info("%s / %s: %d new answers in %.1f s (%d in total)", name, ckpt_name, written,
                         time.perf_counter() - start, len(writer.done))
             writer.write_name2reason()
+            # the labels extracted from these answers, in the original evaluation's cache files
+            write_label_caches(writer.path, dataset.eval_kind, llm_extractor)
             gold = dataset.gold()
             if gold:
                 metrics = score_results(writer.path, dataset.eval_kind, gold=gold, wheel=wheel, extractor=llm_extractor)
