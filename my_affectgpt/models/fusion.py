@@ -326,6 +326,8 @@ def build_multi_branch(
 # branches with build_branch / build_multi_branch and load_qformer_bert_config(model.qformer_config).
 @dataclass(frozen=True)
 class QFormerSettings:
+    """The old qformer_* keys as a BERT config; layers and positions now follow the original."""
+
     hidden_size: int
     num_layers: int
     num_heads: int
