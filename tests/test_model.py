@@ -279,16 +279,20 @@ def test_labels_mask_exactly_the_prompt_golden(llm_dir):
     model(batch)
     labels, mask = calls[0]["labels"], calls[0]["attention_mask"]
     eos = tok.eos_token_id
+    bos = model._train_bos  # the tiny tokenizer's own bos, if it has one (Qwen: <|im_start|>)
     rows = []
     for prompt, answer in zip(batch["prompt"], batch["answer"]):
         expanded = prompt.replace("<FaceHere>", "<FaceHere>" * 3)
-        prompt_len = len(tok(expanded, add_special_tokens=False).input_ids)
-        target = tok(answer, add_special_tokens=False).input_ids + tok("###", add_special_tokens=False).input_ids + [eos]
+        prompt_len = len(bos) + len(tok(expanded, add_special_tokens=False).input_ids)
+        # the original tokenizes answer and "###" together, then appends eos
+        target = tok(answer + "###", add_special_tokens=False).input_ids + [eos]
         rows.append([IGNORE_INDEX] * prompt_len + target)
     width = max(len(r) for r in rows)
     expected = torch.tensor([r + [IGNORE_INDEX] * (width - len(r)) for r in rows])
     assert torch.equal(labels.cpu(), expected)
-    assert torch.equal(mask.cpu(), torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]))
+    # the closing eos is hidden from attention as well: the original's pad token is its eos
+    expected_mask = [[1] * (len(r) - 1) + [0] * (width - len(r) + 1) for r in rows]
+    assert torch.equal(mask.cpu().long(), torch.tensor(expected_mask))
     assert tok.decode(expected[0][expected[0] != IGNORE_INDEX]) == batch["answer"][0] + "###" + tok.eos_token
 
 
@@ -310,12 +314,12 @@ def test_over_long_answer_is_truncated_on_the_answer_side(llm_dir):
     calls = capture_llm_inputs(model)
     model(batch)
     full = calls[0]["labels"][0]
-    prompt_len = int((full == IGNORE_INDEX).sum())
-    batch["max_length"] = prompt_len + 3
+    prompt_len = int((full == IGNORE_INDEX).sum())  # the bos token included
+    batch["max_length"] = prompt_len - len(model._train_bos) + 3  # as in the original, bos and eos come on top
     model(batch)
     cut = calls[1]["labels"][0]
-    assert cut.shape[0] == prompt_len + 3
-    assert torch.equal(cut, full[: prompt_len + 3])
+    assert cut.shape[0] == prompt_len + 3 + 1
+    assert torch.equal(cut[:-1], full[: prompt_len + 3]) and cut[-1] == model.tokenizer.eos_token_id
 
 
 # --------------------------------------------------------------------------- AU channel
@@ -460,7 +464,9 @@ def test_trainable_state_dict_round_trip(llm_dir):
     batch = make_batch("face", use_au=True)
     train_briefly(source, batch, steps=3)
     sd = source.trainable_state_dict()
-    assert set(sd) == trainable_names(source)
+    # saved under the original AffectGPT's names (affectgpt_proj, video_attention_mlp, ...)
+    assert set(source.original_names.to_original_names(dict.fromkeys(trainable_names(source)))) == set(sd)
+    assert "affectgpt_proj.weight" in sd and "au_attention_mlp.weight" in sd
     target = make_model(llm_dir, "face", use_au=True, seed=123).eval()
     with torch.no_grad():
         assert not torch.equal(source(batch)["loss"], target(batch)["loss"])
@@ -482,7 +488,7 @@ def test_frozen_branch_weights_load_from_an_earlier_checkpoint(llm_dir):
     stage2 = make_model(llm_dir, "face", frozen_video_Qformer=True)
     sd = {n: p + 1.0 for n, p in stage1.trainable_state_dict().items()}
     stage2.load_trainable_state_dict(sd)
-    assert torch.equal(stage2.branches["video"].fusion.scores.weight, sd["branches.video.fusion.scores.weight"])
+    assert torch.equal(stage2.branches["video"].fusion.scores.weight, sd["video_attention_mlp.weight"])
 
 
 def test_export_round_trip_gives_identical_outputs(llm_dir, tmp_path):
@@ -524,7 +530,7 @@ def test_small_vocabulary_is_resized_deterministically(tmp_path, llm_dir):
     a = make_model(tmp_path / "llm", "face")
     b = make_model(tmp_path / "llm", "face")
     emb_a = a.llama_model.get_input_embeddings().weight
-    assert emb_a.shape[0] >= len(tok) + 6
+    assert emb_a.shape[0] >= len(tok) + 5  # room for the five placeholders
     assert torch.equal(emb_a, b.llama_model.get_input_embeddings().weight)
     assert torch.isfinite(a(make_batch("face"))["loss"])
 

@@ -37,6 +37,7 @@ logger = logging.getLogger("my_affectgpt")
 TOP_LEVEL = ("model", "datasets", "run", "inference")
 AU_MODES = ("preextracted", "realtime", "agent")
 STREAMS = ("frame", "face", "audio", "au")
+OUTPUT_PATHS = ("output_dir", "base_root")  # written by the run, so they need not exist yet
 
 
 class ConfigError(UserError, ValueError):
@@ -390,7 +391,7 @@ def _missing_paths(cfg: Config) -> List[str]:
     for label, section in sections:
         for f in fields(section):
             value = getattr(section, f.name)
-            if not isinstance(value, str) or not value or f.name == "output_dir":
+            if not isinstance(value, str) or not value or f.name in OUTPUT_PATHS:
                 continue
             if f.metadata.get("path") or (f.metadata.get("path_or_hub") and os.path.isabs(value)):
                 if not os.path.exists(value):

@@ -59,10 +59,11 @@ def results_identity(cfg, name: str, dataset, ckpt_path: Path) -> dict:
     }
 
 
-def results_dir(cfg, dataset_name: str) -> Path:
-    """``{run.output_dir}/results-{dataset}``, or the original's ``{base_root}-{dataset}``."""
+def results_dir(cfg, dataset_name: str, ckpt_path: Path) -> Path:
+    """``{run.output_dir}/results-{dataset}``, or with the original's ``inference.base_root``
+    its layout: ``{base_root}-{dataset}/{the checkpoints' folder name}``."""
     if cfg.inference.base_root:
-        return Path(f"{cfg.inference.base_root}-{dataset_name}")
+        return Path(f"{cfg.inference.base_root}-{dataset_name}") / Path(ckpt_path).resolve().parent.name
     return Path(cfg.run.output_dir) / f"results-{dataset_name}"
 
 
@@ -154,7 +155,7 @@ def run(cfg, registry, dataset_names: Optional[List[str]] = None) -> int:
     for ckpt_name, ckpt_path in checkpoints:
         load_trained_weights(model, ckpt_path)
         for name, dataset in datasets.items():
-            writer = ResultsWriter(results_dir(cfg, name) / f"{ckpt_name}.jsonl",
+            writer = ResultsWriter(results_dir(cfg, name, ckpt_path) / f"{ckpt_name}.jsonl",
                                    results_identity(cfg, name, dataset, ckpt_path))
             start = time.perf_counter()
             extract = llm_extractor or (extract_open_labels if dataset.eval_kind == "openset" else extract_labels)

@@ -32,8 +32,10 @@ from my_affectgpt.common.config_schema import ModelConfig
 from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.common.face_or_frame import parse_face_or_frame
 from my_affectgpt.common.registry import registry
+from my_affectgpt.models.fusion import build_branch, build_multi_branch
 from my_affectgpt.models.llm_utils import add_lora, load_pretrained, resolve_dtype
-from my_affectgpt.models.fusion import FusionBranch, QFormerSettings, build_fusion, build_multi_fusion
+from my_affectgpt.models.original_names import OriginalNames
+from my_affectgpt.models.qformer import load_qformer_bert_config
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -43,12 +45,12 @@ PLACEHOLDERS = {
     "audio": "<AudioHere>",
     "multi": "<MultiHere>",
     "au": "<AUHere>",
-    "image": "<ImageHere>",
 }
-# Which fusion branch turns each placeholder's modality into embeddings (image: none yet).
+# Which fusion branch turns each placeholder's modality into embeddings.
 BRANCH_OF = {"frame": "video", "face": "video", "audio": "audio", "multi": "multi", "au": "au"}
 AU_AGENT_MARKER = "<AUAgentText>"
 ANSWER_END = "###"
+QWEN_BOS = "<|im_start|>"
 IGNORE_INDEX = -100
 DEFAULT_MAX_LENGTH = 1024
 
@@ -171,19 +173,21 @@ class AffectGPT(nn.Module):
 
         cfg = self.cfg
         tokenizer = load_pretrained(AutoTokenizer, cfg.llama_model, "model.llama_model")
-        tokenizer.add_special_tokens(
-            {"extra_special_tokens": [*PLACEHOLDERS.values()]}, replace_extra_special_tokens=False
-        )
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise UserError(f"the tokenizer at {cfg.llama_model} has neither a pad nor an eos token")
-            tokenizer.pad_token = tokenizer.eos_token
+        for token in PLACEHOLDERS.values():  # one at a time, as the original adds them
+            tokenizer.add_tokens([token], special_tokens=True)
         if tokenizer.eos_token_id is None:
-            raise UserError(f"the tokenizer at {cfg.llama_model} has no eos token; answers cannot end")
+            raise UserError(f"model.llama_model: the tokenizer at {cfg.llama_model} has no eos token; answers cannot end")
+        tokenizer.pad_token = tokenizer.eos_token  # as the original: padding is eos, and hidden from attention
+        # The token training sequences start with: the tokenizer's bos, or for Qwen (which has
+        # none) <|im_start|>, as the original sets it. Generation prompts start without one,
+        # as the original's inference does.
+        bos = tokenizer.bos_token_id
+        if bos is None and QWEN_BOS in tokenizer.get_vocab():
+            bos = tokenizer.convert_tokens_to_ids(QWEN_BOS)
+        self._train_bos = [] if bos is None else [bos]
         self.tokenizer = tokenizer
         self.placeholder_ids = {m: tokenizer.convert_tokens_to_ids(t) for m, t in PLACEHOLDERS.items()}
         self._modality_of_id = {i: m for m, i in self.placeholder_ids.items()}
-        self._answer_end_ids = tokenizer(ANSWER_END, add_special_tokens=False).input_ids
 
         llm = load_pretrained(AutoModelForCausalLM, cfg.llama_model, "model.llama_model", dtype=resolve_dtype(cfg.llm_dtype))
         self._fit_vocabulary(llm, len(tokenizer))
@@ -221,23 +225,24 @@ class AffectGPT(nn.Module):
 
     def _build_branches(self, llm_width: int) -> nn.ModuleDict:
         cfg, contents = self.cfg, self.needs.contents
-        settings = QFormerSettings.from_bert_config(cfg.qformer_config)
+        bert = load_qformer_bert_config(cfg.qformer_config)
         branches = nn.ModuleDict()
         if {"frame", "face"} & contents:
-            fusion = build_fusion(cfg.video_fusion_type, cfg.preextracted_visual_dim, cfg.num_video_query_token, settings)
-            branches["video"] = FusionBranch(fusion, llm_width, cfg.frozen_video_Qformer, cfg.frozen_video_proj)
+            branches["video"] = build_branch(
+                "video", cfg.video_fusion_type, cfg.preextracted_visual_dim, cfg.num_video_query_token, llm_width,
+                bert, cfg.frozen_video_Qformer, cfg.frozen_video_proj)
         if "audio" in contents:
-            fusion = build_fusion(cfg.audio_fusion_type, cfg.preextracted_acoustic_dim, cfg.num_audio_query_token, settings)
-            branches["audio"] = FusionBranch(fusion, llm_width, cfg.frozen_audio_Qformer, cfg.frozen_audio_proj)
+            branches["audio"] = build_branch(
+                "audio", cfg.audio_fusion_type, cfg.preextracted_acoustic_dim, cfg.num_audio_query_token, llm_width,
+                bert, cfg.frozen_audio_Qformer, cfg.frozen_audio_proj)
         if "multi" in contents:
-            fusion = build_multi_fusion(
+            branches["multi"] = build_multi_branch(
                 cfg.multi_fusion_type, cfg.preextracted_visual_dim, cfg.preextracted_acoustic_dim,
-                cfg.num_multi_query_token, settings,
-            )
-            branches["multi"] = FusionBranch(fusion, llm_width, cfg.frozen_multi_Qformer, cfg.frozen_multi_llama_proj)
+                cfg.num_multi_query_token, llm_width, bert, cfg.frozen_multi_Qformer, cfg.frozen_multi_llama_proj)
         if "au" in contents:
-            fusion = build_fusion(cfg.au_fusion_type, cfg.preextracted_au_dim, cfg.num_au_query_token, settings)
-            branches["au"] = FusionBranch(fusion, llm_width, cfg.frozen_au_Qformer, cfg.frozen_au_proj)
+            branches["au"] = build_branch(
+                "au", cfg.au_fusion_type, cfg.preextracted_au_dim, cfg.num_au_query_token, llm_width,
+                bert, cfg.frozen_au_Qformer, cfg.frozen_au_proj)
         return branches
 
     def _load_encoders(self) -> None:
@@ -298,7 +303,7 @@ class AffectGPT(nn.Module):
         }.get(modality, 1)
 
     def _prompt_ids(self, prompt: str, name: str, agent_text: Optional[str]) -> List[int]:
-        """[bos] + prompt tokens with each placeholder repeated to its query-token count."""
+        """The prompt's tokens with each placeholder repeated to its query-token count."""
         if AU_AGENT_MARKER in prompt:
             if agent_text is None:
                 raise ModelInputError(
@@ -306,7 +311,7 @@ class AffectGPT(nn.Module):
                     "au_agent_texts; run the AU Agent (model.use_au_agent) before the model"
                 )
             prompt = prompt.replace(AU_AGENT_MARKER, agent_text)
-        ids = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
+        ids = []
         for token in self.tokenizer(prompt, add_special_tokens=False).input_ids:
             modality = self._modality_of_id.get(token)
             ids.extend([token] * (self._num_tokens(modality) if modality else 1))
@@ -326,7 +331,12 @@ class AffectGPT(nn.Module):
         return self._au_agent.describe_batch(names, batch["au_agent_frames"])
 
     def _tokenize(self, batch: Mapping, with_answers: bool) -> Tuple[List[List[int]], List[List[int]]]:
-        """Per-sample token ids and labels, truncated to each sample's ``max_length``."""
+        """Per-sample token ids and labels, laid out as the original lays them out.
+
+        Training: ``[bos] + prompt + tokens(answer + "###") + [eos]``, the labels -100 over bos
+        and prompt. Generation: the prompt alone. Prompt and answer fit in ``max_length``
+        (bos and eos come on top, as in the original); a longer answer is cut to fit.
+        """
         prompts = list(batch["prompt"])
         size = len(prompts)
         names = self._names(batch)
@@ -347,8 +357,9 @@ class AffectGPT(nn.Module):
             if with_answers:
                 if answers[i] is None:
                     raise ModelInputError(f"sample '{names[i]}': the batch has no answer for training")
-                target = self.tokenizer(answers[i], add_special_tokens=False).input_ids
-                target = (target + self._answer_end_ids + [self.tokenizer.eos_token_id])[:room]
+                target = self.tokenizer(answers[i] + ANSWER_END, add_special_tokens=False).input_ids[:room]
+                target = target + [self.tokenizer.eos_token_id]
+                prefix = self._train_bos + prefix
             else:
                 target = []
             all_ids.append(prefix + target)
@@ -468,45 +479,60 @@ class AffectGPT(nn.Module):
         return [n if n is not None else f"#{i}" for i, n in enumerate(names)]
 
     # ------------------------------------------------------------------ training / generation
+    def llm_inputs(self, batch: Mapping, with_answers: bool = True) -> Dict[str, torch.Tensor]:
+        """What the LLM is called with: ``inputs_embeds``, ``attention_mask`` and (training)
+        ``labels``, right-padded for training and left-padded for generation.
+
+        As in the original, whose pad token is its eos token, the attention mask also hides
+        the eos that closes a training sequence; it changes only the logits at that position.
+        """
+        ids, labels = self._tokenize(batch, with_answers=with_answers)
+        left = not with_answers
+        input_ids = self._pad(ids, self.tokenizer.pad_token_id, left=left)
+        attention_mask = self._pad([[1] * len(r) for r in ids], 0, left=left).bool()
+        if with_answers:
+            attention_mask &= input_ids != self.tokenizer.eos_token_id
+        inputs = {"inputs_embeds": self._inputs_embeds(batch, input_ids, self._names(batch)),
+                  "attention_mask": attention_mask}
+        if with_answers:
+            inputs["labels"] = self._pad(labels, IGNORE_INDEX, left=False)
+        return inputs
+
     def forward(self, batch: Mapping) -> Dict[str, torch.Tensor]:
-        ids, labels = self._tokenize(batch, with_answers=True)
-        pad = self.tokenizer.pad_token_id
-        input_ids = self._pad(ids, pad, left=False)
-        attention_mask = self._pad([[1] * len(r) for r in ids], 0, left=False)
-        label_ids = self._pad(labels, IGNORE_INDEX, left=False)
-        embeds = self._inputs_embeds(batch, input_ids, self._names(batch))
-        out = self.llama_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=label_ids)
-        return {"loss": out.loss}
+        return {"loss": self.llama_model(**self.llm_inputs(batch)).loss}
 
     @torch.no_grad()
     def generate(self, batch: Mapping, max_new_tokens: int = 256, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 0.9) -> List[str]:
-        """Answers for the batch's prompts: left-padded, greedy unless ``do_sample``, cut at ``###``."""
-        ids, _ = self._tokenize(batch, with_answers=False)
-        input_ids = self._pad(ids, self.tokenizer.pad_token_id, left=True)
-        attention_mask = self._pad([[1] * len(r) for r in ids], 0, left=True)
+        """Answers for the batch's prompts: left-padded, greedy unless ``do_sample``, stopped at
+        eos or ``###`` and cleaned as the original cleans them (see :meth:`clean_answer`)."""
         was_training = self.training
         self.eval()
         try:
-            embeds = self._inputs_embeds(batch, input_ids, self._names(batch))
+            inputs = self.llm_inputs(batch, with_answers=False)
             sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else \
                 {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
             out = self.llama_model.generate(
-                inputs_embeds=embeds,
-                attention_mask=attention_mask,
+                **inputs,
                 max_new_tokens=max_new_tokens,
                 eos_token_id=self.tokenizer.eos_token_id,
                 pad_token_id=self.tokenizer.pad_token_id,
                 stop_strings=[ANSWER_END],
                 tokenizer=self.tokenizer,
-                suppress_tokens=list(self.placeholder_ids.values()),
                 use_cache=True,
                 **sampling,
             )
         finally:
             self.train(was_training)
-        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        return [text.split(ANSWER_END, 1)[0].strip() for text in texts]
+        return [self.clean_answer(row.tolist()) for row in out]
+
+    def clean_answer(self, token_ids: Sequence[int]) -> str:
+        """The answer in generated tokens, as the original's chat cleans it: up to the first eos
+        (or padding), before the last ``###``, after the last ``Assistant:``, stripped."""
+        stops = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        end = next((i for i, token in enumerate(token_ids) if token in stops), len(token_ids))
+        text = self.tokenizer.decode(token_ids[:end], skip_special_tokens=False)
+        return text.rsplit(ANSWER_END, 1)[0].split("Assistant:")[-1].strip()
 
     # ------------------------------------------------------------------ weights
     def _own_parameters(self) -> Dict[str, nn.Parameter]:
@@ -516,16 +542,32 @@ class AffectGPT(nn.Module):
             if name.startswith("branches.") or "lora_" in name
         }
 
+    @property
+    def original_names(self) -> OriginalNames:
+        """The name map between this model's branches and the original AffectGPT's attributes."""
+        return OriginalNames(self.branches)
+
     def trainable_state_dict(self) -> Dict[str, torch.Tensor]:
-        """The ``requires_grad`` parameters (LoRA + unfrozen fusion branches), by stable name."""
-        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        """The ``requires_grad`` parameters (LoRA + unfrozen fusion branches), under the original
+        AffectGPT's names where the fusion type is one of the original's, so a checkpoint of
+        either project loads in the other."""
+        own = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        return self.original_names.to_original_names(own)
 
     def load_trainable_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True):
-        """Load trainable weights; also accepts weights of branches frozen in this config.
+        """Load trainable weights written by this project or by the original AffectGPT runner;
+        also accepts weights of branches frozen in this config.
 
-        ``strict``: every trainable parameter must be present and no key may be unknown.
-        Returns ``(missing, unexpected)`` key lists.
+        Weights of parts the original always builds but this config does not (another
+        modality's branch, ``image_llama_proj``) are reported and left out. ``strict``: every
+        trainable parameter must be present and no other key may be present. Returns
+        ``(missing, unexpected)`` key lists.
         """
+        renamed = self.original_names.from_original_names(state_dict)
+        if renamed.not_used:
+            logger.info("%d weight(s) of the checkpoint belong to parts this config does not build, not used: %s",
+                        len(renamed.not_used), ", ".join(sorted({n.split(".")[0] for n in renamed.not_used})))
+        state_dict = renamed.weights
         own = self._own_parameters()
         required = {name for name, p in own.items() if p.requires_grad}
         missing = sorted(required - set(state_dict))
