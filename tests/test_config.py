@@ -253,3 +253,14 @@ def test_list_values_load(tmp_path):
     text = MINIMAL.replace("arch: affectgpt", "arch: affectgpt\n  lora_target_modules: [q_proj, v_proj]")
     cfg = load_config(write(tmp_path, text))
     assert list(cfg.model.lora_target_modules) == ["q_proj", "v_proj"]
+
+
+def test_sequences_longer_than_the_qformer_position_tables_are_reported(tmp_path):
+    text = MINIMAL.replace("face_or_frame: textonly", "face_or_frame: multiface_audio_face_text\n"
+                           "    face_n_frms: 40\n    clips_per_video: 9").replace(
+        "arch: affectgpt", "arch: affectgpt\n  multi_fusion_type: qformer")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert "40 face rows, but the video Q-Former's position table has 32 rows" in message
+    assert "clips_per_video: 9, but the audio Q-Former's position table has 8 rows" in message

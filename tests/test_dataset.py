@@ -226,3 +226,20 @@ def test_upstream_json_with_openface_csv_feeds_the_au_agent(demo_assets, tmp_pat
     frames = dataset[0]["au_agent_frames"]
     assert len(frames) == 1 and frames[0]["active_aus"]
     assert frames[0]["frame"] in (154, 177, 222)  # upstream's own peaks, located in the CSV
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_bad_sample_gives_the_same_one_line_error_with_and_without_workers(demo_assets, tmp_path, capsys, workers):
+    import train
+    from conftest import write_config
+
+    assets = _copy_assets(demo_assets, tmp_path)
+    for path in sorted((assets / "data/features/face_CLIP_VIT_LARGE_8frms").glob("*.npy"))[::2]:
+        path.unlink()  # every other sample: the first batch surely has one
+    cfg = demo_config(assets, tmp_path / "out")
+    cfg["run"].update(num_workers=workers, max_epoch=1, iters_per_epoch=2)
+    assert train.main(["--cfg-path", str(write_config(cfg, tmp_path / "cfg.yaml"))]) == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: sample '") and "face_CLIP_VIT_LARGE_8frms" in line
+    assert "Traceback" not in err and "DataLoader worker" not in err

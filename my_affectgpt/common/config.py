@@ -269,6 +269,8 @@ def _check_dataset(label: str, ds: schema.DatasetConfig, model: schema.ModelConf
             f"either set {label}.use_preextracted_features: True (with preextracted_root) or "
             f"model.skip_encoders: False (with the encoder paths)"
         )
+    for problem in _position_problems(label, ds, model, layout):
+        found.problem(problem)
     if [s for s in layout.streams if getattr(ds, f"use_preextracted_{s}")] and not ds.preextracted_root:
         found.problem(f"{label} reads pre-extracted features but {label}.preextracted_root is empty")
     try:
@@ -276,6 +278,24 @@ def _check_dataset(label: str, ds: schema.DatasetConfig, model: schema.ModelConf
     except ConfigError as exc:
         found.problem(str(exc))
         return None
+
+
+def _position_problems(label: str, ds: schema.DatasetConfig, model: schema.ModelConfig, layout: PromptLayout):
+    """Sequences longer than the original's Q-Former position tables (32 frames, 8 clips, 264 Multi steps)."""
+    visual_rows = {"face": ds.face_n_frms, "frame": ds.frame_n_frms}
+    if model.video_fusion_type == "qformer":
+        for stream in ("face", "frame"):
+            if stream in layout.contents and visual_rows[stream] > schema.QFORMER_POSITIONS["video"]:
+                yield (f"{label}: {visual_rows[stream]} {stream} rows, but the video Q-Former's position table has "
+                       f"{schema.QFORMER_POSITIONS['video']} rows; sample fewer or use another video_fusion_type")
+    if model.audio_fusion_type == "qformer" and "audio" in layout.contents \
+            and ds.clips_per_video > schema.QFORMER_POSITIONS["audio"]:
+        yield (f"{label}.clips_per_video: {ds.clips_per_video}, but the audio Q-Former's position table has "
+               f"{schema.QFORMER_POSITIONS['audio']} rows; use at most that or another audio_fusion_type")
+    steps = visual_rows[layout.multi_visual] + ds.clips_per_video
+    if model.multi_fusion_type == "qformer" and "multi" in layout.contents and steps > schema.QFORMER_POSITIONS["multi"]:
+        yield (f"{label}: the Multi Q-Former reads {steps} steps, more than its {schema.QFORMER_POSITIONS['multi']} "
+               f"position rows; sample fewer frames or clips")
 
 
 def _check_run(run: schema.RunConfig, found: _Collector) -> None:

@@ -29,6 +29,8 @@ LABEL_TYPES = (
 FUSION_TYPES = ("attention", "mean", "qformer", "softmax_attention")
 MULTI_FUSION_TYPES = ("qformer", "attention", "cross_attention")
 # The original's face-frame count and frame size when its vis_processor block does not say.
+# Rows of the learned position tables in front of the Q-Formers, as the original has them.
+QFORMER_POSITIONS = {"video": 32, "audio": 8, "au": 32, "multi": 264}
 DEFAULT_FACE_FRAMES = 8
 DEFAULT_IMAGE_SIZE = 224
 

@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from my_affectgpt.common.face_or_frame import parse_face_or_frame
 from my_affectgpt.common.sample_names import check_sample_name
@@ -147,12 +147,18 @@ class BaseDataset(Dataset):
         self.pass_index = pass_index
 
     def __getitem__(self, index: int) -> Optional[Dict]:
+        """The sample; under ``run.on_bad_sample: skip`` a ``{"skipped": why}`` marker instead
+        of a sample that cannot be loaded. Inside a DataLoader worker the error travels to the
+        main process as a ``{"failed": error}`` marker (see ``collate.raise_failed``), so it is
+        raised there as itself, not as the worker's traceback."""
         record = self.records[index]
         try:
             return self.load_sample(record)
         except BadSampleError as exc:
             if self.on_bad_sample == "skip" or exc.skip:
                 return {"skipped": f"{exc.name}: {exc.reason} ({exc.path})"}
+            if get_worker_info() is not None:
+                return {"failed": exc}
             raise
 
     def collater(self, samples: List[Dict]) -> Dict:

@@ -13,8 +13,13 @@ def collate(samples: List[Dict]) -> Dict:
     """Stack tensors, pad variable-row ones with a ``<key>_mask``, keep the rest as lists.
 
     Samples a dataset skipped under ``run.on_bad_sample: skip`` arrive as ``{"skipped": why}``;
-    they are dropped here and listed in ``batch["skipped"]``.
+    they are dropped here and listed in ``batch["skipped"]``. Samples that failed inside a
+    DataLoader worker arrive as ``{"failed": error}``: the batch then carries only
+    ``batch["failed"]``, for :func:`raise_failed` in the main process.
     """
+    failed = [s["failed"] for s in samples if "failed" in s]
+    if failed:
+        return {"failed": failed}
     skipped = [s["skipped"] for s in samples if "skipped" in s]
     samples = [s for s in samples if "skipped" not in s]
     batch: Dict = {"skipped": skipped, "names": [s["name"] for s in samples]}
@@ -44,3 +49,10 @@ def pad_rows(values: List[torch.Tensor]):
         padded[i, : v.shape[0]] = v
         mask[i, : v.shape[0]] = True
     return padded, mask
+
+
+def raise_failed(batch: Dict) -> Dict:
+    """Raise the first sample error a DataLoader worker passed on in ``batch``; else ``batch``."""
+    for error in batch.get("failed", ()):
+        raise error
+    return batch

@@ -84,6 +84,8 @@ def generate_dataset(model, dataset, writer, cfg, extract_labels) -> int:
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
+    from my_affectgpt.datasets.collate import raise_failed
+
     inf = cfg.inference
     todo = [i for i, record in enumerate(dataset.records) if record["name"] not in writer.done]
     if not todo:
@@ -96,6 +98,7 @@ def generate_dataset(model, dataset, writer, cfg, extract_labels) -> int:
     written = 0
     with torch.no_grad():
         for batch in tqdm(loader, desc=f"{writer.path.parent.name}/{writer.path.stem}", disable=not sys.stderr.isatty()):
+            raise_failed(batch)
             for reason in batch["skipped"]:
                 logger.warning("skipped sample: %s", reason)
             if not batch["names"]:

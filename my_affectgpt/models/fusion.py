@@ -34,14 +34,13 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from my_affectgpt.common.config_schema import FUSION_TYPES, MULTI_FUSION_TYPES, QFORMER_POSITIONS
 from my_affectgpt.models.qformer import QueryReader
 
-FUSION_TYPES = ("attention", "mean", "qformer", "softmax_attention")
-MULTI_FUSION_TYPES = ("qformer", "attention", "cross_attention")
 BRANCH_KINDS = ("video", "audio", "au")
 # Rows of the learned position embedding in front of each Q-Former, as in the original.
-POSITION_ROWS = {"video": 32, "audio": 8, "au": 32}
-MULTI_POSITION_ROWS = 264
+POSITION_ROWS = {kind: QFORMER_POSITIONS[kind] for kind in BRANCH_KINDS}
+MULTI_POSITION_ROWS = QFORMER_POSITIONS["multi"]
 
 
 def _real_rows(x: torch.Tensor, mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

@@ -6,6 +6,7 @@ from typing import Dict
 
 from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.registry import registry
+from my_affectgpt.datasets.collate import raise_failed
 from my_affectgpt.models.trained_weights import warm_start
 
 logger = logging.getLogger("my_affectgpt")
@@ -35,6 +36,7 @@ class VideoTextPretrainTask:
         """The batch's loss. Samples dropped under ``run.on_bad_sample: skip`` are counted; a
         batch with none left gives a zero loss that still reaches every trainable parameter, so
         the step (and every DDP rank's gradient reduction) goes on as usual."""
+        raise_failed(batch)
         for reason in batch.get("skipped", ()):
             self.skipped_samples += 1
             logger.warning("skipped sample (run.on_bad_sample: skip), %d so far: %s", self.skipped_samples, reason)
