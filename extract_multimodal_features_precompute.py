@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pre-extract frame / face / audio / AU features for a dataset (SPEC 9).
+"""Pre-extract frame / face / audio / AU features for a dataset.
 
     python extract_multimodal_features_precompute.py --dataset mercaptionplus --modality all \
         --video_root VIDEOS --face_root FACES --mer-factory-output MER_FACTORY_OUT \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pre-extract the MER-Caption+ features (SPEC 9): frames, face crops, audio and AU texts, as
+# Pre-extract the MER-Caption+ features: frames, face crops, audio and AU texts, as
 #   $SAVE_ROOT/mercaptionplus/{frame,face}_CLIP_VIT_LARGE_8frms/, audio_HUBERT_LARGE_8clips/,
 #   au_CLIP_VITB32_8frms/ and extraction_report.json
 # Point the training config's preextracted_root at $SAVE_ROOT/mercaptionplus.

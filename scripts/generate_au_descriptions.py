@@ -1,4 +1,4 @@
-"""Fill AU descriptions into MER-Factory AU JSONs with the AU Agent (SPEC 1 step 1, SPEC 4.4).
+"""Fill AU descriptions into MER-Factory AU JSONs with the AU Agent.
 
     python scripts/generate_au_descriptions.py \\
         --mer-factory-output ~/data/mer_factory_output --dataset-folder MER2023 \\

@@ -1,4 +1,4 @@
-"""Check a dataset's AU channel before training (SPEC 9).
+"""Check a dataset's AU channel before training.
 
     python scripts/verify_au_pipeline.py --mer-factory-output ~/data/mer_factory_output \\
         --dataset-folder MER2023 --features-root ~/features/MER2023 \\

@@ -1,4 +1,4 @@
-"""The AU Agent (SPEC 4.4): prompt format, batched greedy generation, the (video, frame) cache."""
+"""The AU Agent: prompt format, batched greedy generation, the (video, frame) cache."""
 
 from pathlib import Path
 

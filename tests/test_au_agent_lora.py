@@ -1,4 +1,4 @@
-"""AU Agent fine-tuning (SPEC 4.4 use 3): the pairs dataset, the au_agent_lm model, the task."""
+"""AU Agent fine-tuning: the pairs dataset, the au_agent_lm model, the task."""
 
 import json
 import logging

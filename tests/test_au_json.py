@@ -1,4 +1,4 @@
-"""AU analysis JSON: locating files (SPEC 4.1) and reading every shape (SPEC 4.2)."""
+"""AU analysis JSON: locating files and reading every shape."""
 
 import json
 import logging

@@ -10,6 +10,7 @@ import pytest
 import inference
 import train
 from conftest import demo_config, write_config
+from my_affectgpt.demo_assets import CLASS_PROTOTYPES
 
 TRAIN_OPTIONS = [
     "run.max_epoch=2", "run.iters_per_epoch=40", "run.warmup_steps=10", "run.log_freq=20", "run.num_workers=0",
@@ -59,7 +60,10 @@ def test_inference_writes_results_name2reason_and_scores(demo_assets, trained_ru
     assert name2reason == {r["name"]: r["answer"] for r in records}
     scores = json.loads((out / "scores.json").read_text())
     metrics = scores["datasets"]["demo"]["checkpoints"]["checkpoint_000001"]
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n_samples"] == 12
+    assert metrics["n_samples"] == 12
+    print("demo accuracy after 80 steps:", metrics["accuracy"])
+    chance = 1 / len(CLASS_PROTOTYPES)
+    assert metrics["accuracy"] >= 2 * chance, f"no better than chance ({chance:.2f}): {metrics}"
 
 
 def test_batched_generation_equals_batch_size_one(demo_assets, trained_run, tmp_path):

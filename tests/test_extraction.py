@@ -1,4 +1,4 @@
-"""Feature pre-extraction (SPEC 9) and the raw-media path it shares with the model (skip_encoders: False).
+"""Feature pre-extraction and the raw-media path it shares with the model (skip_encoders: False).
 
 Synthetic clips are written with PyAV; the encoders are tiny random CLIP / HuBERT / open_clip
 models saved as model directories and loaded through the production code.

@@ -1,4 +1,4 @@
-"""Frame sampling (SPEC 4.5): expected indices below are worked out by hand."""
+"""Frame sampling: expected indices below are worked out by hand."""
 
 import logging
 import random

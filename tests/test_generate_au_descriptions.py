@@ -1,4 +1,4 @@
-"""scripts/generate_au_descriptions.py: fill AU JSONs with AU Agent descriptions (SPEC 4.4 use 1)."""
+"""scripts/generate_au_descriptions.py: fill AU JSONs with AU Agent descriptions."""
 
 import json
 import math

@@ -1,4 +1,4 @@
-"""scripts/verify_au_pipeline.py: JSONs, summary_description and AU feature files agree (SPEC 9)."""
+"""scripts/verify_au_pipeline.py: JSONs, summary_description and AU feature files agree."""
 
 import json
 from pathlib import Path

@@ -14,7 +14,6 @@ from my_affectgpt.common.errors import UserError
 BUCKETS = (
     "builder",  # dataset builders, keyed by dataset name
     "model",
-    "processor",
     "task",
     "runner",
     "lr_scheduler",
@@ -78,9 +77,6 @@ class Registry:
     def register_model(self, name: str):
         return self.register("model", name)
 
-    def register_processor(self, name: str):
-        return self.register("processor", name)
-
     def register_task(self, name: str):
         return self.register("task", name)
 
@@ -98,9 +94,6 @@ class Registry:
 
     def get_model_class(self, name: str):
         return self.get("model", name)
-
-    def get_processor_class(self, name: str):
-        return self.get("processor", name)
 
     def get_task_class(self, name: str):
         return self.get("task", name)

@@ -1,4 +1,4 @@
-"""(AU values -> description) pairs for fine-tuning the AU Agent (SPEC 4.4, use 3).
+"""(AU values -> description) pairs for fine-tuning the AU Agent (use 3).
 
 Sources, chosen by the dataset block (``datasets.au_agent_pairs``):
 

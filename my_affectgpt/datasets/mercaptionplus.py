@@ -48,7 +48,7 @@ class MERCaptionPlusDataset(BaseDataset):
 
 
 class DemoDataset(MERCaptionPlusDataset):
-    """The synthetic dataset ``scripts/make_demo_assets.py`` writes (MER-Caption+ layout)."""
+    """The synthetic dataset ``python -m my_affectgpt.demo_assets`` writes (MER-Caption+ layout)."""
 
     mer_factory_folder = "DEMO"
     eval_kind = "discrete"  # one label per clip

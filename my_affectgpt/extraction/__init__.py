@@ -1,4 +1,4 @@
-"""Feature pre-extraction (SPEC 9): raw media / AU texts -> float32 .npy per sample.
+"""Feature pre-extraction: raw media / AU texts -> float32 .npy per sample.
 
 ``cli`` (the command line of ``extract_multimodal_features_precompute.py``) -> ``runner``
 (one run: sample list, resume plan, loop, report) -> ``decode`` (DataLoader workers, via

@@ -1,4 +1,4 @@
-"""Command line of ``extract_multimodal_features_precompute.py`` (SPEC 9).
+"""Command line of ``extract_multimodal_features_precompute.py``.
 
 Exit status: 0 when every pending output was written, 1 when some samples failed (each
 reported, every other one written), 2 for a usage or setup error, 130 when interrupted.

@@ -1,4 +1,4 @@
-"""Where feature pre-extraction writes (SPEC 9): the feature layout of
+"""Where feature pre-extraction writes: the feature layout of
 ``datasets.features`` under ``{save_root}/{dataset}`` (what a dataset block's
 ``preextracted_root`` points at), plus ``extraction_report.json``.
 """

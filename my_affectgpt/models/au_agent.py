@@ -1,4 +1,4 @@
-"""The AU Agent (SPEC 4.4): a frame's Action Unit values -> an objective facial-movement text.
+"""The AU Agent: a frame's Action Unit values -> an objective facial-movement text.
 
 Three pieces share one prompt format, so training and generation see exactly the same text:
 

@@ -1,4 +1,4 @@
-"""Locating and reading MER-Factory AU analysis JSONs (SPEC 4.1, 4.2).
+"""Locating and reading MER-Factory AU analysis JSONs.
 
 Three JSON shapes exist in the wild and every field is optional:
 

@@ -2,10 +2,10 @@
 
 Two tables live here:
 
-* ``AU_NAMES``: the OpenFace 2.x action units (SPEC 4.2) and the plain-English names
+* ``AU_NAMES``: the OpenFace 2.x action units and the plain-English names
   MER-Factory uses in its descriptions ("Upper lip raiser (intensity: 1.06)").
 * An emotion-word lexicon. AU descriptions must describe muscle movement only; the AU
-  Agent's output is checked against this lexicon (SPEC 4.4) and violations reported.
+  Agent's output is checked against this lexicon and violations reported.
   Words that also describe facial mechanics or media ("smile", "relaxed", "content",
   "tense"/"紧张") are deliberately left out so objective descriptions are not flagged.
 """

@@ -1,4 +1,4 @@
-"""Which video frames (or pre-extracted feature rows) a sample uses (SPEC 4.5).
+"""Which video frames (or pre-extracted feature rows) a sample uses.
 
 ``frame_sampling: uniform`` takes the centre of ``n`` equal segments.
 ``frame_sampling: emotion_peak`` takes the AU JSON's peak frames, then their neighbours

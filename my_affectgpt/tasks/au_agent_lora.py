@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of the AU Agent (``run.task: au_agent_lora``, SPEC 4.4 use 3).
+"""LoRA fine-tuning of the AU Agent (``run.task: au_agent_lora``).
 
 Same runner and registry as AffectGPT training: the model is ``model.arch: au_agent_lm``
 (``models/au_agent.py``) and the data the ``au_agent_pairs`` builder
