@@ -22,7 +22,7 @@ def trained_run(demo_assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_run")
     cfg_path = write_config(demo_config(demo_assets, out), out / "train.yaml")
     assert train.main(["--cfg-path", str(cfg_path), "--options", *TRAIN_OPTIONS]) == 0
-    losses = np.load(out / "training_curves" / "training_data_epoch1.npz")["losses"]
+    losses = np.load(out / "training_curves" / "training_data_epoch2.npz")["losses"]
     return out, losses
 
 
@@ -43,7 +43,7 @@ def test_demo_loss_falls_well_below_its_start(trained_run):
     out, losses = trained_run
     assert len(losses) == 80
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
-    assert (out / "checkpoint_000000.pth").is_file() and (out / "checkpoint_000001.pth").is_file()
+    assert (out / "checkpoint_000001.pth").is_file() and (out / "checkpoint_000002.pth").is_file()
     assert (out / "config.yaml").is_file() and len((out / "log.txt").read_text().splitlines()) == 2
 
 
@@ -98,10 +98,10 @@ def test_no_reasoning_asks_for_labels(demo_assets, trained_run, tmp_path):
 def test_epoch_range_evaluates_each_checkpoint(demo_assets, trained_run, tmp_path):
     run_dir, _ = trained_run
     out = tmp_path / "range"
-    cfg_path = eval_config(demo_assets, run_dir, out, test_epoch=None, test_epochs="0-1", skip_epoch=1)
+    cfg_path = eval_config(demo_assets, run_dir, out, test_epoch=None, test_epochs="1-2", skip_epoch=1)
     assert inference.main(["--cfg-path", str(cfg_path), "--dataset", "demo"]) == 0
     scores = json.loads((out / "scores.json").read_text())
-    assert sorted(scores["datasets"]["demo"]["checkpoints"]) == ["checkpoint_000000", "checkpoint_000001"]
+    assert sorted(scores["datasets"]["demo"]["checkpoints"]) == ["checkpoint_000001", "checkpoint_000002"]
 
 
 def test_missing_checkpoint_and_unknown_dataset_are_one_line_errors(demo_assets, trained_run, tmp_path, capsys):
@@ -170,7 +170,7 @@ def test_single_clip_mode_answers_for_a_users_video(demo_assets, tmp_path, capsy
     eval_cfg["model"].update(skip_encoders=False,
                              visual_encoder_path=str(build_tiny_clip_vision(tmp_path / "clip", projection_dim=768)),
                              acoustic_encoder_path=str(build_tiny_hubert(tmp_path / "hubert", hidden_size=1024)))
-    eval_cfg["inference"].update(test_epoch=0, max_new_tokens=8)
+    eval_cfg["inference"].update(test_epoch=1, max_new_tokens=8)
     cfg_path = write_config(eval_cfg, tmp_path / "e.yaml")
 
     name = "demo_test_00050"
@@ -178,7 +178,7 @@ def test_single_clip_mode_answers_for_a_users_video(demo_assets, tmp_path, capsy
     for extra, au_line in (([], "AU block left out"), (["--au_json", str(au_json)], "AU block: ")):
         assert inference.main(["--cfg-path", str(cfg_path), "--video", str(video), "--subtitle", "hi", *extra]) == 0
         out = capsys.readouterr().out
-        assert au_line in out and "answer: " in out and "checkpoint_000000.pth" in out
+        assert au_line in out and "answer: " in out and "checkpoint_000001.pth" in out
 
     shipped_demo = write_config(demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml"), tmp_path / "d.yaml")
     assert inference.main(["--cfg-path", str(shipped_demo), "--video", str(video)]) == 2
@@ -196,7 +196,7 @@ def test_results_of_a_replaced_checkpoint_are_not_mixed_in(demo_assets, trained_
     out = tmp_path / "eval"
     cfg_path = eval_config(demo_assets, ckpt_dir, out, max_new_tokens=4)
     assert inference.main(["--cfg-path", str(cfg_path)]) == 0
-    shutil.copy(run_dir / "checkpoint_000000.pth", ckpt_dir / "checkpoint_000001.pth")  # retrained
+    shutil.copy(run_dir / "checkpoint_000002.pth", ckpt_dir / "checkpoint_000001.pth")  # retrained
     os.utime(ckpt_dir / "checkpoint_000001.pth", ns=(1, 1))
     assert inference.main(["--cfg-path", str(cfg_path)]) == 2
     assert "move the results folder away" in capsys.readouterr().err
