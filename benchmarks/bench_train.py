@@ -164,7 +164,7 @@ def runner_round(runner, replay: ReplayStream = None) -> Callable[[], None]:
     """One ``train_epoch`` from the start of the runner's stream (or of ``replay``)."""
     stream = runner.data
     start_position = stream.positions()
-    epoch = [0]
+    epoch = [1]
 
     def one_epoch() -> None:
         if replay is None:

@@ -228,7 +228,7 @@ def test_train_py_runs_the_au_agent_task(tmp_path, llm_dir):
     label_path = _jsonl(tmp_path / "pairs.jsonl", _pair_rows())
     cfg_path = _config(tmp_path, llm_dir, {"label_path": str(label_path)}, init_lr=1e-2, warmup_steps=0)
     assert train.main(["--cfg-path", str(cfg_path)]) == 0
-    checkpoint = tmp_path / "out" / "checkpoint_000000.pth"
+    checkpoint = tmp_path / "out" / "checkpoint_000001.pth"
     assert checkpoint.is_file()
     agent = AUAgent(str(llm_dir), lora_weights=str(checkpoint), max_new_tokens=4)
     assert len(agent.describe_batch(["v"], [[{"frame": 1, "active_aus": AUS[0]}]])) == 1

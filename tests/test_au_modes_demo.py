@@ -92,7 +92,7 @@ def test_au_agent_mode_trains_and_infers_at_batch_size_two(demo_assets, tmp_path
     eval_cfg = demo_config(demo_assets, tmp_path / "run", shipped="eval_configs/demo.yaml")
     eval_cfg["model"].update(agent_model)
     eval_cfg["run"].update(num_workers=0, output_dir=str(tmp_path / "eval"))
-    eval_cfg["inference"].update(test_epoch=0, batch_size=2, max_new_tokens=8)
+    eval_cfg["inference"].update(test_epoch=1, batch_size=2, max_new_tokens=8)
     assert inference.main(["--cfg-path", str(write_config(eval_cfg, tmp_path / "eval.yaml"))]) == 0
-    lines = (tmp_path / "eval" / "results-demo" / "checkpoint_000000.jsonl").read_text().splitlines()
+    lines = (tmp_path / "eval" / "results-demo" / "checkpoint_000001.jsonl").read_text().splitlines()
     assert len(lines) == 12 and all("answer" in json.loads(line) for line in lines)

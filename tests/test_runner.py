@@ -16,29 +16,17 @@ import torch
 from my_affectgpt.common.errors import UserError
 from PIL import Image
 
-import train
 from my_affectgpt.common import checkpoint as ckpt
 from my_affectgpt.common.dist_utils import get_rank, get_world_size, is_main_process, main_process_only
 from my_affectgpt.common.logger import MetricLogger, SmoothedValue
-from my_affectgpt.common.registry import registry
 from my_affectgpt.common.training_visualizer import TrainingVisualizer
 from my_affectgpt.runners.sampling import DataStream, MixedStream, PassBatchSampler
-from toy_components import SimulatedCrash, ToyDataset, ddp_worker, register_toy_components, write_toy_config
+from toy_components import SimulatedCrash, ToyDataset, ddp_worker, write_toy_config
+from toy_components import run_toy_training as run_main
 
 # Shared by the exact-resume tests: accumulation over 2 iterations and a mid-epoch checkpoint.
 RESUME_RUN = dict(max_epoch=2, iters_per_epoch=8, accum_grad_iters=2, save_every_iters=4,
                   max_grad_norm=1.0, visualize_training=True)
-
-
-def run_main(tmp_path: Path, out: Path, resume=None, datasets=None, **run_and_task):
-    """Write a toy config and run ``train.main``; task attributes go to the toy task."""
-    task_keys = {"nan_at_calls", "crash_at_call", "num_samples"}
-    task_attrs = {k: run_and_task.pop(k) for k in list(run_and_task) if k in task_keys}
-    reg = registry.child()
-    register_toy_components(reg, **task_attrs)
-    cfg = write_toy_config(tmp_path / f"{out.name}.yaml", out, datasets=datasets, **run_and_task)
-    argv = ["--cfg-path", str(cfg)] + (["--resume", resume] if resume else [])
-    return train.main(argv, registry=reg)
 
 
 def final_weights(out: Path, epoch: int):
@@ -61,8 +49,8 @@ def straight_run(tmp_path_factory):
 
 
 def assert_same_training(reference: Path, resumed: Path):
-    np.testing.assert_array_equal(losses_of(resumed, 1), losses_of(reference, 1))
-    expected, got = final_weights(reference, 1), final_weights(resumed, 1)
+    np.testing.assert_array_equal(losses_of(resumed, 2), losses_of(reference, 2))
+    expected, got = final_weights(reference, 2), final_weights(resumed, 2)
     assert expected.keys() == got.keys()
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
@@ -74,45 +62,68 @@ def assert_same_training(reference: Path, resumed: Path):
 def test_resume_after_an_epoch_is_exact(straight_run, tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(SimulatedCrash):
-        run_main(tmp_path, out, crash_at_call=10, **RESUME_RUN)  # killed in epoch 1, iteration 2
-    assert ckpt.find_latest_valid(out) == ckpt.checkpoint_path(out, 0)
+        run_main(tmp_path, out, crash_at_call=10, **RESUME_RUN)  # killed in epoch 2, iteration 2
+    assert ckpt.find_latest_valid(out) == ckpt.checkpoint_path(out, 1)
     capsys.readouterr()
     assert run_main(tmp_path, out, resume="auto", **RESUME_RUN) == 0
     assert "Resumed from" in capsys.readouterr().out
     assert_same_training(straight_run, out)
     log = [json.loads(line) for line in (out / "log.txt").read_text().splitlines()]
-    assert [entry["epoch"] for entry in log] == [0, 1]
+    assert [entry["epoch"] for entry in log] == [1, 2]
 
 
 def test_resume_from_a_mid_epoch_checkpoint_is_exact(straight_run, tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(SimulatedCrash):
-        run_main(tmp_path, out, crash_at_call=14, **RESUME_RUN)  # after the save at epoch 1, iteration 4
-    state = ckpt.load_checkpoint(ckpt.checkpoint_path(out, 1))
-    assert (state["epoch"], state["iteration"], state["global_step"]) == (1, 4, 12)
+        run_main(tmp_path, out, crash_at_call=14, **RESUME_RUN)  # after the save at epoch 2, iteration 4
+    state = ckpt.load_checkpoint(ckpt.checkpoint_path(out, 2))
+    assert (state["epoch"], state["iteration"], state["global_step"]) == (2, 4, 12)
     capsys.readouterr()
     assert run_main(tmp_path, out, resume="auto", **RESUME_RUN) == 0
-    assert "(epoch 1, iteration 4, global step 12)" in capsys.readouterr().out
+    assert "(epoch 2, iteration 4, global step 12)" in capsys.readouterr().out
     assert_same_training(straight_run, out)
+
+
+def test_resume_from_a_checkpoint_numbering_epochs_from_0_is_exact(straight_run, tmp_path, capsys):
+    """A checkpoint of the earlier runner (no format_version, epochs from 0) resumes as epoch + 1."""
+    out = tmp_path / "out"
+    with pytest.raises(SimulatedCrash):
+        run_main(tmp_path, out, crash_at_call=10, **RESUME_RUN)
+    state = ckpt.load_checkpoint(ckpt.checkpoint_path(out, 1))
+    del state["format_version"]
+    state["epoch"] = 0
+    state["visualizer"]["epochs"] -= 1
+    torch.save(state, ckpt.checkpoint_path(out, 0))
+    ckpt.checkpoint_path(out, 1).unlink()
+    capsys.readouterr()
+    assert run_main(tmp_path, out, resume="auto", **RESUME_RUN) == 0
+    printed = capsys.readouterr().out
+    assert "checkpoint_000000.pth was written by an earlier version of this runner, which numbered epochs from 0: " \
+           "it holds epoch 1 as numbered now" in printed
+    assert "Resumed from" in printed and "(epoch 1, iteration 8, global step 8)" in printed
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint_000000.pth", "checkpoint_000002.pth"]
+    assert_same_training(straight_run, out)
+    with np.load(out / "training_curves" / "training_data_epoch2.npz") as data:
+        assert list(data["epochs"]) == [1] * 8 + [2] * 8
 
 
 def test_auto_resume_skips_a_truncated_newest_checkpoint(straight_run, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(straight_run, out)
-    newest = ckpt.checkpoint_path(out, 1)
+    newest = ckpt.checkpoint_path(out, 2)
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     assert run_main(tmp_path, out, resume="auto", **RESUME_RUN) == 0
     printed = capsys.readouterr().out
     assert f"skipping unreadable checkpoint {newest}" in printed
-    assert f"Resumed from {ckpt.checkpoint_path(out, 0)}" in printed
-    assert ckpt.find_latest_valid(out) == newest  # epoch 1 was trained again and saved whole
+    assert f"Resumed from {ckpt.checkpoint_path(out, 1)}" in printed
+    assert ckpt.find_latest_valid(out) == newest  # epoch 2 was trained again and saved whole
     assert_same_training(straight_run, out)
 
 
 def test_auto_resume_without_checkpoints_starts_fresh(tmp_path, capsys):
     assert run_main(tmp_path, tmp_path / "out", resume="auto", max_epoch=1, iters_per_epoch=2) == 0
     assert "found no checkpoint" in capsys.readouterr().out
-    assert ckpt.list_checkpoints(tmp_path / "out") == [ckpt.checkpoint_path(tmp_path / "out", 0)]
+    assert ckpt.list_checkpoints(tmp_path / "out") == [ckpt.checkpoint_path(tmp_path / "out", 1)]
 
 
 def test_resume_of_a_finished_run_trains_nothing(straight_run, tmp_path, capsys):
@@ -136,11 +147,12 @@ def test_resume_from_an_explicit_unreadable_path_is_a_clear_error(tmp_path, caps
 
 
 def test_checkpoint_contents_load_with_weights_only(straight_run):
-    path = ckpt.checkpoint_path(straight_run, 1)
+    path = ckpt.checkpoint_path(straight_run, 2)
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert set(state["model"]) == {"mlp.0.weight", "mlp.0.bias", "mlp.1.weight", "mlp.1.bias",
                                    "mlp.4.weight", "mlp.4.bias"}  # the frozen projection is not saved
-    assert (state["epoch"], state["iteration"], state["global_step"]) == (1, 8, 16)
+    assert (state["epoch"], state["iteration"], state["global_step"]) == (2, 8, 16)
+    assert state["format_version"] == ckpt.FORMAT_VERSION
     assert state["data_streams"] == {"toy_a": {"pass": 2, "batch": 4}}  # 16 batches, 6 per pass
     assert state["lr_sched"] == "linear_warmup_cosine_lr"
     assert "iters_per_epoch: 8" in state["config"]
@@ -172,7 +184,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
 def test_keep_last_n_prunes_older_checkpoints(tmp_path):
     out = tmp_path / "out"
     assert run_main(tmp_path, out, max_epoch=4, iters_per_epoch=2, keep_last_n=2) == 0
-    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint_000002.pth", "checkpoint_000003.pth"]
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint_000003.pth", "checkpoint_000004.pth"]
     assert ckpt.prune(out, 0) == []
 
 
@@ -184,23 +196,23 @@ def test_nonfinite_loss_stops_naming_epoch_and_step_without_saving(tmp_path, cap
     code = run_main(tmp_path, out, nan_at_calls=[5], max_epoch=2, iters_per_epoch=4)
     assert code == 1
     err = capsys.readouterr().err
-    assert "non-finite loss (nan) at epoch 1, iteration 1 (global step 5)" in err
-    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint_000000.pth"]
+    assert "non-finite loss (nan) at epoch 2, iteration 1 (global step 5)" in err
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint_000001.pth"]
 
 
 def test_tolerated_nonfinite_losses_skip_updates_and_the_checkpoint_after_them(tmp_path, capsys):
     out = tmp_path / "out"
-    # Calls 1 and 3 give NaN, one at a time (tolerated); call 3 is epoch 0's last: no checkpoint then.
+    # Calls 1 and 3 give NaN, one at a time (tolerated); call 3 is epoch 1's last: no checkpoint then.
     code = run_main(tmp_path, out, nan_at_calls=[1, 3], max_nonfinite_steps=1, max_epoch=2,
                     iters_per_epoch=4, visualize_training=True)
     assert code == 0
     printed = capsys.readouterr().out
-    assert "warning: non-finite loss at epoch 0, iteration 1 (global step 1)" in printed
-    assert "warning: not saving a checkpoint at epoch 0, iteration 4" in printed
-    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint_000001.pth"]
-    weights = final_weights(out, 1)
+    assert "warning: non-finite loss at epoch 1, iteration 1 (global step 1)" in printed
+    assert "warning: not saving a checkpoint at epoch 1, iteration 4" in printed
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint_000002.pth"]
+    weights = final_weights(out, 2)
     assert all(torch.isfinite(w).all() for w in weights.values())
-    with np.load(out / "training_curves" / "training_data_epoch1.npz") as data:
+    with np.load(out / "training_curves" / "training_data_epoch2.npz") as data:
         assert list(data["steps"]) == [0, 2, 4, 5, 6, 7]
 
 
@@ -208,7 +220,7 @@ def test_consecutive_nonfinite_losses_beyond_the_tolerance_stop(tmp_path, capsys
     code = run_main(tmp_path, tmp_path / "out", nan_at_calls=[1, 3, 4], max_nonfinite_steps=1,
                     max_epoch=1, iters_per_epoch=6)
     assert code == 1
-    assert "at epoch 0, iteration 4 (global step 4), 2 consecutive iteration(s)" in capsys.readouterr().err
+    assert "at epoch 1, iteration 4 (global step 4), 2 consecutive iteration(s)" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- logging and outputs
@@ -225,12 +237,12 @@ def test_progress_lines_every_log_freq_and_at_the_last_iteration(tmp_path, capsy
     matches = [LINE.match(line) for line in printed.splitlines() if line.startswith("Train: ")]
     assert all(matches), printed
     assert [(m.group(1), m.group(2), m.group(3)) for m in matches] == [
-        ("0", "0", "12"), ("0", "5", "12"), ("0", "10", "12"), ("0", "11", "12")]
+        ("1", "0", "12"), ("1", "5", "12"), ("1", "10", "12"), ("1", "11", "12")]
     assert "[ 5/12]" in printed  # padded to the width of the last index
     assert "run:\n  task: toy" in printed  # the resolved config
     assert (out / "config.yaml").read_text().count("iters_per_epoch: 12") == 1
     record = json.loads((out / "log.txt").read_text())
-    assert set(record) == {"train_lr", "train_loss", "epoch"} and record["epoch"] == 0
+    assert set(record) == {"train_lr", "train_loss", "epoch"} and record["epoch"] == 1
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
@@ -249,26 +261,26 @@ def test_metric_logger_line_format(caplog):
 def test_visualizer_writes_curves_hd_every_fifth_epoch_and_data(tmp_path):
     vis = TrainingVisualizer(tmp_path)
     for step in range(30):
-        vis.record(step, lr=1e-4 * (step + 1) / 30, loss=2.0 - step / 30, epoch=step // 6)
-    vis.on_epoch_end(3)
+        vis.record(step, lr=1e-4 * (step + 1) / 30, loss=2.0 - step / 30, epoch=step // 6 + 1)
     vis.on_epoch_end(4)
+    vis.on_epoch_end(5)
     curves = tmp_path / "training_curves"
     assert sorted(p.name for p in curves.iterdir()) == [
-        "training_curves_epoch3.png", "training_curves_epoch4.png", "training_curves_hd_epoch4.png",
-        "training_data_epoch3.npz", "training_data_epoch4.npz"]
-    assert Image.open(curves / "training_curves_epoch4.png").info["dpi"] == pytest.approx((150, 150), abs=0.1)
-    assert Image.open(curves / "training_curves_hd_epoch4.png").info["dpi"] == pytest.approx((300, 300), abs=0.1)
-    assert Image.open(curves / "training_curves_epoch4.png").size == (2100, 1500)
-    with np.load(curves / "training_data_epoch4.npz") as data:
+        "training_curves_epoch4.png", "training_curves_epoch5.png", "training_curves_hd_epoch5.png",
+        "training_data_epoch4.npz", "training_data_epoch5.npz"]
+    assert Image.open(curves / "training_curves_epoch5.png").info["dpi"] == pytest.approx((150, 150), abs=0.1)
+    assert Image.open(curves / "training_curves_hd_epoch5.png").info["dpi"] == pytest.approx((300, 300), abs=0.1)
+    assert Image.open(curves / "training_curves_epoch5.png").size == (2100, 1500)
+    with np.load(curves / "training_data_epoch5.npz") as data:
         assert sorted(data.files) == ["epochs", "losses", "lrs", "steps"]
-        assert list(data["epochs"]) == [s // 6 for s in range(30)]
+        assert list(data["epochs"]) == [s // 6 + 1 for s in range(30)]
 
     stats = vis.statistics()
     assert stats["total_steps"] == 30 and stats["best_step"] == 29 and stats["max_lr"] == pytest.approx(1e-4)
     assert "Best Loss:             1.033333 (Step 29)" in vis.format_statistics()
 
     redraw = TrainingVisualizer(tmp_path / "new_plots")
-    redraw.load_data(curves / "training_data_epoch4.npz")
+    redraw.load_data(curves / "training_data_epoch5.npz")
     assert redraw.plot_and_save(suffix="_final") == tmp_path / "new_plots" / "training_curves" / "training_curves_final.png"
     restored = TrainingVisualizer(tmp_path / "x")
     restored.load_state_dict(vis.state_dict())
@@ -277,14 +289,14 @@ def test_visualizer_writes_curves_hd_every_fifth_epoch_and_data(tmp_path):
 
 def test_disabled_visualizer_writes_nothing(tmp_path):
     vis = TrainingVisualizer(tmp_path, enabled=False)
-    vis.record(0, 1e-4, 1.0, 0)
-    vis.on_epoch_end(4)
+    vis.record(0, 1e-4, 1.0, 1)
+    vis.on_epoch_end(5)
     assert vis.plot_and_save() is None and not (tmp_path / "training_curves").exists()
 
 
 def test_run_writes_epoch_named_curves(straight_run):
     curves = straight_run / "training_curves"
-    assert {p.name for p in curves.glob("*.png")} == {"training_curves_epoch0.png", "training_curves_epoch1.png"}
+    assert {p.name for p in curves.glob("*.png")} == {"training_curves_epoch1.png", "training_curves_epoch2.png"}
 
 
 # ---------------------------------------------------------------- data streams
@@ -342,7 +354,7 @@ def test_runner_mixes_datasets_and_saves_every_stream_position(tmp_path):
     out = tmp_path / "out"
     datasets = {"toy_a": {"sample_ratio": 3.0}, "toy_b": {"sample_ratio": 1.0}, "toy_test": {"split": "test"}}
     assert run_main(tmp_path, out, datasets=datasets, max_epoch=1, iters_per_epoch=40) == 0
-    positions = ckpt.load_checkpoint(ckpt.checkpoint_path(out, 0))["data_streams"]
+    positions = ckpt.load_checkpoint(ckpt.checkpoint_path(out, 1))["data_streams"]
     assert set(positions) == {"toy_a", "toy_b"}
     used = {name: pos["pass"] * 6 + pos["batch"] for name, pos in positions.items()}
     assert used["toy_a"] + used["toy_b"] == 40
@@ -414,6 +426,6 @@ def test_two_process_gloo_ddp_run_keeps_ranks_identical(tmp_path):
     assert [r["code"] for r in results] == [0, 0]
     for name, tensor in results[0]["state"].items():
         assert torch.equal(tensor, results[1]["state"][name]), name
-    state = ckpt.load_checkpoint(ckpt.checkpoint_path(out, 1))
+    state = ckpt.load_checkpoint(ckpt.checkpoint_path(out, 2))
     assert len(state["rng"]) == 2  # each rank's RNG state, for an exact resume with 2 processes
     assert state["data_streams"] == {"toy_a": {"pass": 1, "batch": 0}}  # 6 batches = one pass of 12 per rank

@@ -9,12 +9,20 @@ Register them into a child registry, never the global one::
 ``write_toy_config`` writes a small YAML that runs on CPU in well under a second per epoch.
 The model has dropout, so a resumed run only matches an uninterrupted one when the RNG
 state is restored; samples are dicts and the dataset has ``collater`` and ``set_epoch``.
+
+Run as a script, this file is ``train.py`` with the toy components registered (for tests
+that need a real training process to send signals to)::
+
+    python tests/toy_components.py [--step-delay SECONDS] --cfg-path toy.yaml [train.py options]
 """
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from omegaconf import OmegaConf
@@ -61,7 +69,11 @@ class ToyDataset(torch.utils.data.Dataset):
 
 
 class ToyModel(nn.Module):
-    """A frozen input projection, then a small MLP with LayerNorm and dropout; MSE loss."""
+    """A frozen input projection, then a small MLP with LayerNorm and dropout; MSE loss.
+
+    ``autocast_seen`` records, for every forward, whether autocast was on for the input's
+    device, its dtype, and the dtype the first linear layer computed in.
+    """
 
     def __init__(self):
         super().__init__()
@@ -70,10 +82,23 @@ class ToyModel(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(TOY_DIM, 16), nn.LayerNorm(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1)
         )
+        self.autocast_seen: List[Tuple[bool, torch.dtype, torch.dtype]] = []
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        prediction = self.mlp(self.frozen_proj(batch["x"]))
-        return {"loss": nn.functional.mse_loss(prediction, batch["y"])}
+        device = batch["x"].device.type
+        hidden = self.mlp[0](self.frozen_proj(batch["x"]))
+        self.autocast_seen.append((torch.is_autocast_enabled(device), torch.get_autocast_dtype(device), hidden.dtype))
+        prediction = self.mlp[1:](hidden)
+        return {"loss": nn.functional.mse_loss(prediction.float(), batch["y"])}
+
+    def trainable_state_dict(self) -> Dict[str, torch.Tensor]:
+        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> None:
+        expected = set(self.trainable_state_dict())
+        if set(state_dict) != expected:
+            raise ValueError(f"toy checkpoint keys {sorted(state_dict)} are not the trainable {sorted(expected)}")
+        self.load_state_dict(state_dict, strict=False)
 
 
 class SimulatedCrash(RuntimeError):
@@ -85,13 +110,19 @@ class ToyTask:
 
     Class attributes (override in a subclass, see :func:`register_toy_components`):
     ``num_samples`` per dataset; ``nan_at_calls``: train_step call numbers (0-based, counted
-    per task instance) whose loss is NaN; ``crash_at_call``: the call that raises
-    :class:`SimulatedCrash`.
+    per task instance) whose loss is NaN; ``skip_at_calls``: calls whose every sample counts
+    as skipped (train_step returns None); ``skip_all``: every call is skipped;
+    ``crash_at_call``: the call that raises :class:`SimulatedCrash`; ``step_delay``: seconds
+    each call sleeps; ``models_built``: a list that receives every model built.
     """
 
     num_samples = 24
     nan_at_calls: Iterable[int] = ()
+    skip_at_calls: Iterable[int] = ()
+    skip_all = False
     crash_at_call: Optional[int] = None
+    step_delay = 0.0
+    models_built: Optional[List[ToyModel]] = None
 
     def __init__(self):
         self.calls = 0
@@ -100,6 +131,8 @@ class ToyTask:
 
     def build_model(self, cfg) -> ToyModel:
         self.model = ToyModel()
+        if self.models_built is not None:
+            self.models_built.append(self.model)
         return self.model
 
     def build_datasets(self, cfg) -> Dict[str, Dict[str, ToyDataset]]:
@@ -109,10 +142,13 @@ class ToyTask:
         }
         return self.datasets
 
-    def train_step(self, model, batch) -> torch.Tensor:
+    def train_step(self, model, batch) -> Optional[torch.Tensor]:
         call, self.calls = self.calls, self.calls + 1
+        time.sleep(self.step_delay)
         if call == self.crash_at_call:
             raise SimulatedCrash(f"simulated crash at train_step call {call}")
+        if self.skip_all or call in set(self.skip_at_calls):
+            return None
         loss = model(batch)["loss"]
         return loss * float("nan") if call in set(self.nan_at_calls) else loss
 
@@ -122,6 +158,26 @@ def register_toy_components(reg, task_name: str = "toy", **task_attrs) -> type:
     task_cls = type(f"ToyTask_{task_name}", (ToyTask,), dict(task_attrs))
     reg.register_task(task_name)(task_cls)
     return task_cls
+
+
+TOY_TASK_KEYS = ("num_samples", "nan_at_calls", "skip_at_calls", "skip_all", "crash_at_call", "step_delay",
+                 "models_built")
+
+
+def run_toy_training(cfg_dir: Path, output_dir: Path, resume: Optional[str] = None,
+                     datasets: Optional[Dict[str, dict]] = None, **keys) -> int:
+    """Write a toy config into ``cfg_dir`` and run ``train.main`` on it; returns its exit status.
+
+    Keys named in :data:`TOY_TASK_KEYS` go to the toy task, the others to the ``run`` section.
+    """
+    import train
+    from my_affectgpt.common.registry import registry
+
+    task_attrs = {k: keys.pop(k) for k in list(keys) if k in TOY_TASK_KEYS}
+    reg = registry.child()
+    register_toy_components(reg, **task_attrs)
+    cfg = write_toy_config(Path(cfg_dir) / f"{Path(output_dir).name}.yaml", output_dir, datasets=datasets, **keys)
+    return train.main(["--cfg-path", str(cfg)] + (["--resume", resume] if resume else []), registry=reg)
 
 
 def write_toy_config(path: Path, output_dir: Path, datasets: Optional[Dict[str, dict]] = None, **run) -> Path:
@@ -168,6 +224,8 @@ def ddp_worker(rank: int, world_size: int, port: int, cfg_path: str, result_dir:
     built = []
 
     class RecordingToyTask(ToyTask):
+        skip_at_calls = (0, 1) if rank == 1 else ()  # rank 1 has no sample in its first accumulation group
+
         def build_model(self, cfg):
             built.append(super().build_model(cfg))
             return built[-1]
@@ -175,3 +233,20 @@ def ddp_worker(rank: int, world_size: int, port: int, cfg_path: str, result_dir:
     reg.register_task("toy")(RecordingToyTask)
     code = train.main(["--cfg-path", cfg_path], registry=reg)
     torch.save({"code": code, "state": built[0].state_dict()}, Path(result_dir) / f"rank{rank}.pt")
+
+
+def main(argv=None) -> int:
+    """``train.main`` with the toy components registered; ``--step-delay`` slows every step."""
+    parser = argparse.ArgumentParser(description="train.py with the toy task registered")
+    parser.add_argument("--step-delay", type=float, default=0.0)
+    args, train_argv = parser.parse_known_args(argv)
+    import train
+    from my_affectgpt.common.registry import registry
+
+    reg = registry.child()
+    register_toy_components(reg, step_delay=args.step_delay)
+    return train.main(train_argv, registry=reg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

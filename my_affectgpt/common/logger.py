@@ -4,7 +4,8 @@ Progress lines keep the format users of LAVIS/AffectGPT grep for::
 
     Train: data epoch: [1]  [ 50/1000]  eta: 0:04:58  lr: 0.00005000  loss: 2.65583491
 
-(the iteration is 0-based, padded to the width of the last index). They are printed every
+(the epoch numbered from 1, the iteration from 0 and padded to the width of the last index).
+An iteration that produced no loss shows a note instead (``loss: skipped``). Lines are printed every
 ``run.log_freq`` iterations and at the last one; on an interactive terminal a tqdm bar runs
 underneath them.
 """
@@ -17,7 +18,7 @@ import sys
 import time
 import warnings
 from collections import deque
-from typing import Dict, Iterable, Iterator
+from typing import Dict, Iterable, Iterator, Optional
 
 from my_affectgpt.common.dist_utils import is_main_process
 
@@ -66,18 +67,27 @@ def setup_logging() -> logging.Logger:
 
 
 class SmoothedValue:
-    """A series of values with a recent window and running totals."""
+    """A series of values with a recent window and running totals.
+
+    :meth:`note` marks the latest iteration as having no value: it is shown instead of the
+    last value until the next :meth:`update`, and counts in no total.
+    """
 
     def __init__(self, window_size: int = 20, fmt: str = "{median:.4f} ({global_avg:.4f})"):
         self.window = deque(maxlen=window_size)
         self.total = 0.0
         self.count = 0
         self.fmt = fmt
+        self.missing: Optional[str] = None
 
     def update(self, value: float, n: int = 1) -> None:
         self.window.append(value)
         self.total += value * n
         self.count += n
+        self.missing = None
+
+    def note(self, why: str) -> None:
+        self.missing = why
 
     @property
     def value(self) -> float:
@@ -97,6 +107,8 @@ class SmoothedValue:
         return self.total / self.count
 
     def __str__(self) -> str:
+        if self.missing is not None:
+            return self.missing
         return self.fmt.format(value=self.value, median=self.median, avg=self.avg, global_avg=self.global_avg)
 
 
@@ -118,7 +130,8 @@ class MetricLogger:
         return {name: m.global_avg for name, m in self.meters.items() if m.count}
 
     def __str__(self) -> str:
-        return self.delimiter.join(f"{name}: {meter}" for name, meter in self.meters.items() if meter.count)
+        shown = (f"{name}: {meter}" for name, meter in self.meters.items() if meter.count or meter.missing)
+        return self.delimiter.join(shown)
 
     def log_every(self, indices: Iterable[int], total: int, log_freq: int, header: str) -> Iterator[int]:
         """Yield ``indices`` (0-based iterations out of ``total``) and log after each chosen one.

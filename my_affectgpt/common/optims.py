@@ -1,7 +1,8 @@
 """Learning-rate schedules and the AdamW optimizer.
 
 A schedule is a pure function ``lr = schedule(step, params)`` of the global step
-``s = epoch * iters_per_epoch + i`` (counted from 0). The runner sets the learning rate from it
+``s = (epoch - 1) * iters_per_epoch + i`` (epochs numbered from 1, ``s`` and ``i`` counted
+from 0). The runner sets the learning rate from it
 at every iteration, so a resumed run lands on exactly the value it would have had, with no
 scheduler state to save beyond the schedule's name. Schedules are registered in the
 ``lr_scheduler`` bucket under the names configs use in ``run.lr_sched``.
@@ -57,11 +58,11 @@ def linear_warmup_cosine_lr(step: int, p: ScheduleParams) -> float:
 
 @registry.register_lr_scheduler("linear_warmup_step_lr")
 def linear_warmup_step_lr(step: int, p: ScheduleParams) -> float:
-    """Warmup, then ``init_lr * lr_decay_rate ** epoch``, never below ``min_lr``."""
+    """Warmup, then ``init_lr * lr_decay_rate ** (epoch - 1)``, never below ``min_lr``."""
     if step < p.warmup_steps:
         return _warmup_lr(step, p)
-    epoch = step // p.iters_per_epoch
-    return max(p.min_lr, p.init_lr * p.lr_decay_rate**epoch)
+    epochs_done = step // p.iters_per_epoch
+    return max(p.min_lr, p.init_lr * p.lr_decay_rate**epochs_done)
 
 
 @registry.register_lr_scheduler("constant")

@@ -7,13 +7,14 @@ The runner calls :meth:`TrainingVisualizer.record` every step and
 - ``training_curves_epoch{N}.png`` (150 DPI): a 2x2 figure with the learning rate against
   the step (linear and log axes), the loss per step with a 100-step moving average, and the
   mean loss per epoch with its standard deviation;
-- ``training_curves_hd_epoch{N}.png`` (300 DPI) every 5th epoch;
+- ``training_curves_hd_epoch{N}.png`` (300 DPI) every 5th epoch (5, 10, ...);
 - ``training_data_epoch{N}.npz`` with ``steps``, ``lrs``, ``losses``, ``epochs``.
 
-``N`` is the 0-based epoch, as in ``checkpoint_{N:06d}.pth``. To redraw after training::
+``N`` is the epoch numbered from 1, as in ``checkpoint_{N:06d}.pth``: after 10 epochs there are
+``training_curves_epoch1.png`` ... ``training_curves_epoch10.png``. To redraw after training::
 
     vis = TrainingVisualizer("output/new_plots")
-    vis.load_data("output/run/training_curves/training_data_epoch9.npz")
+    vis.load_data("output/run/training_curves/training_data_epoch10.npz")
     vis.plot_and_save(suffix="_final")
 
 matplotlib is imported only when drawing, through its object API with the Agg canvas, so
@@ -28,7 +29,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from my_affectgpt.common.atomic import write_file_atomic
+from my_affectgpt.common.atomic import DEFAULT_TAG, write_file_atomic
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -47,8 +48,11 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 
 class TrainingVisualizer:
-    def __init__(self, out_dir: os.PathLike, enabled: bool = True):
+    """``temp_tag`` tags the temp files of its atomic writes (see ``atomic.remove_stale_temps``)."""
+
+    def __init__(self, out_dir: os.PathLike, enabled: bool = True, temp_tag: str = DEFAULT_TAG):
         self.enabled = enabled
+        self.temp_tag = temp_tag
         self.save_dir = Path(out_dir) / "training_curves"
         self.steps: List[int] = []
         self.lrs: List[float] = []
@@ -103,7 +107,7 @@ class TrainingVisualizer:
         if not self.enabled or not self.steps:
             return
         suffix = f"_epoch{epoch}"
-        path = self.plot_and_save(suffix=suffix, hd=(epoch + 1) % HD_EVERY == 0)
+        path = self.plot_and_save(suffix=suffix, hd=epoch % HD_EVERY == 0)
         self.save_data(suffix=suffix)
         logger.info(f"Training curves saved: {path}")
         logger.info(self.format_statistics())
@@ -112,7 +116,7 @@ class TrainingVisualizer:
         if not self.enabled:
             return None
         path = self.save_dir / f"training_data{suffix}.npz"
-        write_file_atomic(path, lambda fh: np.savez(fh, **self._arrays()))
+        write_file_atomic(path, lambda fh: np.savez(fh, **self._arrays()), tag=self.temp_tag)
         return path
 
     def plot_and_save(self, suffix: str = "", hd: bool = False) -> Optional[Path]:
@@ -126,10 +130,10 @@ class TrainingVisualizer:
         figure = self._draw()
         FigureCanvasAgg(figure)
         path = self.save_dir / f"training_curves{suffix}.png"
-        write_file_atomic(path, lambda fh: figure.savefig(fh, format="png", dpi=DPI))
+        write_file_atomic(path, lambda fh: figure.savefig(fh, format="png", dpi=DPI), tag=self.temp_tag)
         if hd:
             hd_path = self.save_dir / f"training_curves_hd{suffix}.png"
-            write_file_atomic(hd_path, lambda fh: figure.savefig(fh, format="png", dpi=HD_DPI))
+            write_file_atomic(hd_path, lambda fh: figure.savefig(fh, format="png", dpi=HD_DPI), tag=self.temp_tag)
         return path
 
     def _draw(self):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 from my_affectgpt.common import checkpoint as ckpt
 from my_affectgpt.common.errors import UserError, UserFileNotFoundError
@@ -63,14 +63,10 @@ def warm_start(model, model_cfg) -> None:
                     path, key, len(missing), len(unexpected))
 
 
-def _epochs(inf, available: Sequence[int]) -> List[int]:
-    """The epochs ``test_epoch`` / ``test_epochs`` name (unset: the last one available)."""
+def _epochs(inf) -> List[int]:
+    """The epochs ``test_epoch`` / ``test_epochs`` name (numbered from 1)."""
     if inf.test_epoch is not None:
         return [inf.test_epoch]
-    if not inf.test_epochs:
-        if not available:
-            return []
-        return [max(available)]
     match = _EPOCH_RANGE.match(str(inf.test_epochs))
     if not match:
         raise UserError(f"inference.test_epochs must look like '30-60', got {inf.test_epochs!r}")
@@ -113,8 +109,8 @@ def resolve_checkpoints(cfg) -> List[Tuple[str, Path]]:
         )
     if not root.is_dir():
         raise UserFileNotFoundError(f"checkpoint folder not found: {root} (inference.ckpt_root / ckpt_name)")
-    epochs = _epochs(inf, ckpt.checkpoint_epochs(root))
-    if not epochs:
-        raise UserFileNotFoundError(f"{root} holds no checkpoint_*.pth files")
-    chosen = [ckpt.find_epoch_checkpoint(root, epoch) for epoch in epochs]
+    if inf.test_epoch is None and not inf.test_epochs:  # as in the original: the last epoch
+        chosen = [ckpt.find_last_checkpoint(root)]
+    else:
+        chosen = [ckpt.find_epoch_checkpoint(root, epoch) for epoch in _epochs(inf)]
     return [(path.stem, path) for path in chosen]

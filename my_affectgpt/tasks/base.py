@@ -7,7 +7,7 @@ from ``forward`` and hands the runner only its trainable weights.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Protocol, runtime_checkable
+from typing import Any, Dict, Mapping, Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -37,5 +37,6 @@ class Task(Protocol):
     def build_datasets(self, cfg) -> Dict[str, Dict[str, Any]]:
         """``{dataset name: {split: dataset}}`` for the config's dataset blocks."""
 
-    def train_step(self, model, batch: Mapping[str, Any]) -> torch.Tensor:
-        """The loss of one batch (the runner backpropagates it)."""
+    def train_step(self, model, batch: Mapping[str, Any]) -> Optional[torch.Tensor]:
+        """The loss of one batch (the runner backpropagates it); None when the batch holds no
+        sample (every one was skipped), which the runner neither logs nor averages."""

@@ -33,13 +33,13 @@ class VideoTextPretrainTask:
         return {name: self.registry.get_builder_class(name)(cfg, name).build() for name in cfg.datasets}
 
     def train_step(self, model, batch):
-        """The batch's loss. Samples dropped under ``run.on_bad_sample: skip`` are counted; a
-        batch with none left gives a zero loss that still reaches every trainable parameter, so
-        the step (and every DDP rank's gradient reduction) goes on as usual."""
+        """The batch's loss, or None when no sample is left in it. Samples dropped under
+        ``run.on_bad_sample: skip`` are counted and logged; the runner neither logs nor averages a
+        batch without samples, and keeps DDP ranks in step through it."""
         raise_failed(batch)
         for reason in batch.get("skipped", ()):
             self.skipped_samples += 1
             logger.warning("skipped sample (run.on_bad_sample: skip), %d so far: %s", self.skipped_samples, reason)
         if not batch["names"]:
-            return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+            return None
         return model(batch)["loss"]
