@@ -129,3 +129,55 @@ def seed_everything(base_seed: int) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
+
+
+def contiguous_share(n_items: int, rank: int, world_size: int) -> range:
+    """Rank ``rank``'s block of ``range(n_items)``: consecutive, in order, sizes differing by at
+    most one, together covering every item exactly once."""
+    return range(rank * n_items // world_size, (rank + 1) * n_items // world_size)
+
+
+def all_gather_objects(obj) -> list:
+    """Every rank's ``obj``, indexed by rank (``[obj]`` without a process group)."""
+    if not _process_group_ready():
+        return [obj]
+    import torch.distributed as dist
+
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+class MainProcessFailed(RuntimeError):
+    """Raised on the other ranks when :func:`run_on_main`'s step failed on rank 0."""
+
+
+def run_on_main(fn):
+    """Call ``fn()`` on rank 0 while the other ranks wait, and return its result on every rank.
+
+    A step only rank 0 may do (writing a shared file) must not leave the others waiting forever
+    when it fails: a :class:`UserError` there is raised on every rank with the same message;
+    any other exception keeps its traceback on rank 0 and stops the others with
+    :class:`MainProcessFailed`.
+    """
+    if not _process_group_ready() or get_world_size() == 1:
+        return fn()
+    import torch.distributed as dist
+
+    payload = [None]
+    if get_rank() == 0:
+        try:
+            payload[0] = ("ok", fn())
+        except UserError as exc:
+            dist.broadcast_object_list([("user_error", str(exc))], src=0)
+            raise
+        except BaseException:
+            dist.broadcast_object_list([("failed", None)], src=0)
+            raise
+    dist.broadcast_object_list(payload, src=0)
+    outcome, value = payload[0]
+    if outcome == "user_error":
+        raise UserError(value)
+    if outcome == "failed":
+        raise MainProcessFailed("rank 0 failed; its traceback says why")
+    return value

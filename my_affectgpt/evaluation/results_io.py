@@ -5,18 +5,25 @@ A checkpoint's results are ``{output_dir}/results-{dataset}/{ckpt_name}.jsonl`` 
 per sample with at least ``name`` and ``answer``; written here) or, from the original AffectGPT,
 ``{ckpt_name}.npz`` holding ``name2reason`` (a pickled dict name -> answer). Label caches beside
 them (``{ckpt_name}-openset.npz``, ``{ckpt_name}-openset-sentiment.npz``) are not results.
+
+A run over several processes writes each process's answers to its own part,
+``{ckpt_name}.rank{r}of{N}.jsonl``; :func:`merge_results` folds the parts into
+``{ckpt_name}.jsonl`` in dataset order. Parts are not results either.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from my_affectgpt.common.atomic import write_file_atomic, write_json_atomic, write_text_atomic
 from my_affectgpt.common.errors import UserError
 
 LABEL_CACHE_SUFFIXES = ("-openset", "-openset-sentiment")
+PART_PATTERN = re.compile(r"\.rank(\d+)of(\d+)$")
 
 
 class ResultsFileError(UserError, ValueError):
@@ -104,6 +111,22 @@ def is_label_cache(path: Path) -> bool:
     return path.suffix == ".npz" and path.stem.endswith(LABEL_CACHE_SUFFIXES)
 
 
+def part_path(final: Path, rank: int, world_size: int) -> Path:
+    """Where process ``rank`` of ``world_size`` writes its share of ``final``'s answers."""
+    return final.with_name(f"{final.stem}.rank{rank}of{world_size}{final.suffix}")
+
+
+def is_results_part(path: Path) -> bool:
+    return path.suffix == ".jsonl" and PART_PATTERN.search(path.stem) is not None
+
+
+def results_parts(final: Path, suffix: str = ".jsonl") -> List[Path]:
+    """The parts of ``final`` on disk, of any number of processes (a killed run's included);
+    with ``suffix=".source.json"`` their identity files (a part that got no answers has only that)."""
+    parts = final.parent.glob(f"{glob.escape(final.stem)}.rank*of*{suffix}")
+    return sorted(p for p in parts if PART_PATTERN.fullmatch(p.name[len(final.stem):-len(suffix)]))
+
+
 def results_files(results_dir: str | Path, dataset: str) -> List[Path]:
     """The results files of ``{results_dir}/results-{dataset}`` (folder name matched without
     regard to case), one per checkpoint, sorted by checkpoint name: each ``{ckpt}.jsonl``, and
@@ -120,12 +143,16 @@ def results_files(results_dir: str | Path, dataset: str) -> List[Path]:
             f"no folder results-{dataset} in {results_dir} (found: {found}); "
             "check --results-dir and the dataset name"
         )
-    jsonl = {p.stem: p for p in folder.glob("*.jsonl")}
+    jsonl = {p.stem: p for p in folder.glob("*.jsonl") if not is_results_part(p)}
     npz = {p.stem: p for p in folder.glob("*.npz") if not is_label_cache(p)}
     files = [path for _, path in sorted({**npz, **jsonl}.items())]
     if not files:
         raise FileNotFoundError(f"{folder} holds no results files ({{checkpoint}}.jsonl or {{checkpoint}}.npz)")
     return files
+
+
+def jsonl_text(records: Iterable[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> List[str]:
@@ -199,7 +226,7 @@ class ResultsWriter:
         records = list(records)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            fh.write(jsonl_text(records))
             fh.flush()
             os.fsync(fh.fileno())
         for record in records:
@@ -213,3 +240,38 @@ class ResultsWriter:
         name2reason = {name: record["answer"] for name, record in self.done.items()}
         write_file_atomic(path, lambda fh: np.savez_compressed(fh, name2reason=np.array(name2reason, dtype=object)))
         return path
+
+
+def merge_results(final: Path, source: Optional[dict], order: Sequence[str]) -> ResultsWriter:
+    """Fold every part of ``final`` (see :func:`results_parts`) into ``final``, sorted by
+    ``order`` (the dataset's sample names; names not in it keep their place after them), and
+    delete the parts; returns the writer of the merged file.
+
+    Each part is opened as a :class:`ResultsWriter` with ``source``, so a part made with other
+    settings is an error and a line cut short by a kill is dropped. A sample in two files must
+    have the same record in both (a merge killed before it deleted the parts leaves copies);
+    different answers are an error. Without parts, a file already in order (as a single-process
+    run writes it) is left as it is.
+    """
+    parts = results_parts(final)
+    records: Dict[str, dict] = {}
+    origin: Dict[str, Path] = {}
+    for writer in [ResultsWriter(path, source) for path in ([final] if final.exists() else []) + parts]:
+        for name, record in writer.done.items():
+            if name in records and records[name] != record:
+                raise ResultsFileError(
+                    f"sample {name!r} has different answers in {origin[name]} and {writer.path}; "
+                    f"delete the one you do not trust and run again"
+                )
+            records.setdefault(name, record)
+            origin.setdefault(name, writer.path)
+    position = {name: index for index, name in enumerate(order)}
+    merged = sorted(records.values(), key=lambda r: position.get(r["name"], len(position)))
+    if parts or [r["name"] for r in merged] != list(records):
+        write_text_atomic(final, jsonl_text(merged))
+        # after the merged file is in place: a kill in between leaves copies the next merge accepts
+        for part in parts:
+            part.unlink()
+    for source_file in results_parts(final, ".source.json"):
+        source_file.unlink()
+    return ResultsWriter(final, source)

@@ -3,6 +3,7 @@
     python inference.py --cfg-path eval_configs/X.yaml [--options k=v ...]
                         [--no_reasoning] [--dataset NAME ...]
     python inference.py --cfg-path eval_configs/X.yaml --video clip.mp4 [--subtitle "..."] [--au_json J]
+    torchrun --nproc_per_node 4 inference.py --cfg-path ...   # one node, 4 GPUs, samples split
 
 A problem with the config or the data is one ``error: ...`` line with exit status 2; anything
 else keeps its traceback.
@@ -31,6 +32,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None, registry=None) -> int:
     args = parse_args(argv)
     from my_affectgpt.common.config import load_config
+    from my_affectgpt.common.dist_utils import cleanup_distributed, get_world_size, init_distributed
     from my_affectgpt.common.errors import UserError
     from my_affectgpt.common.logger import setup_logging
 
@@ -41,9 +43,12 @@ def main(argv: Optional[Sequence[str]] = None, registry=None) -> int:
         my_affectgpt.import_components()
     setup_logging()
     options = list(args.options) + (["inference.no_reasoning=True"] if args.no_reasoning else [])
+    dist_info = None
     try:
         cfg = load_config(args.cfg_path, options)
         if args.video:
+            if get_world_size() > 1:
+                raise UserError("--video answers one clip in one process; start it with python, not torchrun")
             from my_affectgpt.inference.single_clip import run_single_clip
 
             dataset = (args.dataset or list(cfg.datasets))[0]
@@ -51,7 +56,11 @@ def main(argv: Optional[Sequence[str]] = None, registry=None) -> int:
                                    cfg.inference.no_reasoning)
         from my_affectgpt.inference.engine import run
 
-        return run(cfg, registry, args.dataset)
+        dist_info = init_distributed(cfg.run.device)
+        return run(cfg, registry, args.dataset, dist_info)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if dist_info is not None:
+            cleanup_distributed(dist_info)

@@ -8,6 +8,13 @@ with the same command continues where it stopped) and mirrored in ``{ckpt_name}.
 them. A results file remembers everything that
 changes an answer (checkpoint file, question, generation settings, AU mode, dataset settings);
 resuming it with anything else is an error, so answers of two setups never mix.
+
+Under ``torchrun`` each of the N processes answers its own consecutive block of every dataset
+into ``{ckpt_name}.rank{r}of{N}.jsonl`` (resumable the same way); then process 0 merges the
+blocks into ``{ckpt_name}.jsonl`` in dataset order, checks that every sample is there once,
+and writes the ``.npz`` files and the scores. A killed run resumes with any number of
+processes: process 0 first folds whatever earlier parts exist into ``{ckpt_name}.jsonl``, and
+what is there is done for everyone.
 """
 from __future__ import annotations
 
@@ -15,7 +22,12 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
+
+from my_affectgpt.common.dist_utils import (
+    DistInfo, all_gather_objects, contiguous_share, is_main_process, run_on_main,
+)
+from my_affectgpt.common.errors import UserError
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -78,29 +90,30 @@ def build_test_datasets(cfg, registry) -> Dict[str, object]:
     return datasets
 
 
-def generate_dataset(model, dataset, writer, cfg, extract_labels) -> int:
-    """Generate answers for the samples ``writer`` has not seen; returns how many were written."""
+def generate_dataset(model, dataset, indices: List[int], writer, cfg, extract_labels) -> Tuple[int, int]:
+    """Answer the samples at ``indices`` into ``writer``; returns (answers written, samples skipped)."""
     import torch
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
     from my_affectgpt.datasets.collate import raise_failed
 
+    if not indices:
+        return 0, 0
     inf = cfg.inference
-    todo = [i for i, record in enumerate(dataset.records) if record["name"] not in writer.done]
-    if not todo:
-        return 0
-    loader = DataLoader(Subset(dataset, todo), batch_size=inf.batch_size, shuffle=False,
+    loader = DataLoader(Subset(dataset, indices), batch_size=inf.batch_size, shuffle=False,
                         num_workers=cfg.run.num_workers, collate_fn=dataset.collater)
     gen_kwargs = dict(max_new_tokens=inf.max_new_tokens, do_sample=inf.do_sample,
                       temperature=inf.temperature, top_p=inf.top_p)
     prompt_kind = dataset.question[0]
-    written = 0
+    written = skipped = 0
+    show_progress = sys.stderr.isatty() and is_main_process()
     with torch.no_grad():
-        for batch in tqdm(loader, desc=f"{writer.path.parent.name}/{writer.path.stem}", disable=not sys.stderr.isatty()):
+        for batch in tqdm(loader, desc=f"{writer.path.parent.name}/{writer.path.stem}", disable=not show_progress):
             raise_failed(batch)
             for reason in batch["skipped"]:
                 logger.warning("skipped sample: %s", reason)
+            skipped += len(batch["skipped"])
             if not batch["names"]:
                 continue
             answers = model.generate(batch, **gen_kwargs)
@@ -109,7 +122,44 @@ def generate_dataset(model, dataset, writer, cfg, extract_labels) -> int:
                 for name, answer in zip(batch["names"], answers)
             ])
             written += len(answers)
-    return written
+    return written, skipped
+
+
+def answer_share(model, dataset, final: Path, source: dict, cfg, extract_labels, dist: DistInfo) -> List[Tuple[int, int]]:
+    """Answer this process's block of ``dataset`` into its part of ``final`` (``final`` itself for
+    a single process); returns every process's (answers written, samples skipped)."""
+    from my_affectgpt.evaluation.results_io import ResultsWriter, merge_results, part_path
+
+    names = sample_names(dataset)
+    done = run_on_main(lambda: set(merge_results(final, source, names).done))
+    # A single process appends to the results file itself, as it always has.
+    writer = ResultsWriter(part_path(final, dist.rank, dist.world_size) if dist.distributed else final, source)
+    todo = [i for i in contiguous_share(len(names), dist.rank, dist.world_size) if names[i] not in done]
+    return all_gather_objects(generate_dataset(model, dataset, todo, writer, cfg, extract_labels))
+
+
+def merge_shares(final: Path, source: dict, dataset, counts: List[Tuple[int, int]]):
+    """Process 0, after every :func:`answer_share`: the parts merged into ``final``, checked to
+    hold every sample of every block but the skipped ones; returns the merged file's writer."""
+    from my_affectgpt.evaluation.results_io import merge_results
+
+    names = sample_names(dataset)
+    merged = merge_results(final, source, names)
+    world_size = len(counts)
+    for rank, (_, skipped) in enumerate(counts):
+        missing = [names[i] for i in contiguous_share(len(names), rank, world_size) if names[i] not in merged.done]
+        if len(missing) != skipped:
+            first = f" (first: {missing[0]!r})" if missing else ""
+            raise UserError(
+                f"{final}: process {rank} of {world_size} skipped {skipped} samples, but {len(missing)} of its "
+                f"samples have no answer{first}; every process must write to the same run.output_dir "
+                f"(on several nodes: a folder they all share)"
+            )
+    return merged
+
+
+def sample_names(dataset) -> List[str]:
+    return [record["name"] for record in dataset.records]
 
 
 def _label_extractor(inf):
@@ -121,34 +171,45 @@ def _label_extractor(inf):
     return LLMLabelExtractor(inf.label_extractor)
 
 
-def device_of(cfg) -> str:
-    """``run.device``; the original's ``inference.gpu`` picks the GPU. No GPU is an error."""
+def device_of(cfg, dist: Optional[DistInfo] = None) -> str:
+    """``run.device``; the original's ``inference.gpu`` picks the GPU of a single process, and
+    under torchrun each process takes ``cuda:{LOCAL_RANK}``. No GPU is an error."""
     import torch
-
-    from my_affectgpt.common.errors import UserError
 
     device = cfg.run.device
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("run.device is cuda but no GPU is visible; use --options run.device=cpu")
+    if device == "cuda" and dist is not None and dist.distributed:
+        if cfg.inference.gpu is not None:
+            raise UserError(
+                f"inference.gpu={cfg.inference.gpu} picks one GPU, but torchrun started {dist.world_size} "
+                "processes that each take the GPU of their LOCAL_RANK; drop inference.gpu "
+                "(choose GPUs with CUDA_VISIBLE_DEVICES)"
+            )
+        return dist.device
     if device == "cuda" and cfg.inference.gpu is not None:
         device = f"cuda:{cfg.inference.gpu}"
     return device
 
 
-def run(cfg, registry, dataset_names: Optional[List[str]] = None) -> int:
-    """Inference over the config's dataset blocks (or ``dataset_names``); prints the scores."""
+def run(cfg, registry, dataset_names: Optional[List[str]] = None, dist: Optional[DistInfo] = None) -> int:
+    """Inference over the config's dataset blocks (or ``dataset_names``); prints the scores.
+
+    ``dist``: this process's place under torchrun (``init_distributed``); None for one process.
+    """
     from my_affectgpt.evaluation.label_cache import write_label_caches
     from my_affectgpt.evaluation.label_extraction import extract_labels, extract_open_labels
     from my_affectgpt.evaluation.metrics import EmotionWheel, load_emotion_wheel
     from my_affectgpt.evaluation.report import format_table, load_scores, record_scores, score_results, write_scores
-    from my_affectgpt.evaluation.results_io import ResultsWriter
     from my_affectgpt.models.trained_weights import load_trained_weights, resolve_checkpoints
 
+    dist = dist or DistInfo(rank=0, world_size=1, local_rank=0, device=cfg.run.device)
     cfg = cfg.select(dataset_names or list(cfg.datasets)).for_inference()
     checkpoints = resolve_checkpoints(cfg)
-    device = device_of(cfg)
+    device = device_of(cfg, dist)
     out_dir = Path(cfg.run.output_dir)
-    cfg.save(out_dir / "inference_config.yaml")  # beside, not over, the training config.yaml
+    if dist.rank == 0:
+        cfg.save(out_dir / "inference_config.yaml")  # beside, not over, the training config.yaml
     model = registry.get_task_class(cfg.run.task)().build_model(cfg).to(device).eval()
     datasets = build_test_datasets(cfg, registry)
     llm_extractor = _label_extractor(cfg.inference)
@@ -158,24 +219,29 @@ def run(cfg, registry, dataset_names: Optional[List[str]] = None) -> int:
     for ckpt_name, ckpt_path in checkpoints:
         load_trained_weights(model, ckpt_path)
         for name, dataset in datasets.items():
-            writer = ResultsWriter(results_dir(cfg, name, ckpt_path) / f"{ckpt_name}.jsonl",
-                                   results_identity(cfg, name, dataset, ckpt_path))
             start = time.perf_counter()
             extract = llm_extractor or (extract_open_labels if dataset.eval_kind == "openset" else extract_labels)
-            written = generate_dataset(model, dataset, writer, cfg, extract)
-            logger.info("%s / %s: %d new answers in %.1f s (%d in total)", name, ckpt_name, written,
-                        time.perf_counter() - start, len(writer.done))
-            writer.write_name2reason()
-            # the labels extracted from these answers, in the original evaluation's cache files
-            write_label_caches(writer.path, dataset.eval_kind, llm_extractor)
-            gold = dataset.gold()
-            if gold:
-                metrics = score_results(writer.path, dataset.eval_kind, gold=gold, wheel=wheel, extractor=llm_extractor)
-                record_scores(scores, name, dataset.eval_kind, ckpt_name, metrics)
-                write_scores(scores_path, scores)
+            final = results_dir(cfg, name, ckpt_path) / f"{ckpt_name}.jsonl"
+            source = results_identity(cfg, name, dataset, ckpt_path)
+            counts = answer_share(model, dataset, final, source, cfg, extract, dist)
+
+            def write_outputs() -> None:  # process 0 only
+                writer = merge_shares(final, source, dataset, counts)
+                logger.info("%s / %s: %d new answers in %.1f s (%d in total)", name, ckpt_name,
+                            sum(written for written, _ in counts), time.perf_counter() - start, len(writer.done))
+                writer.write_name2reason()
+                # the labels extracted from these answers, in the original evaluation's cache files
+                write_label_caches(writer.path, dataset.eval_kind, llm_extractor)
+                gold = dataset.gold()
+                if gold:
+                    metrics = score_results(writer.path, dataset.eval_kind, gold=gold, wheel=wheel,
+                                            extractor=llm_extractor)
+                    record_scores(scores, name, dataset.eval_kind, ckpt_name, metrics)
+                    write_scores(scores_path, scores)
+
+            run_on_main(write_outputs)
     for dataset in datasets.values():
         dataset.fallback_reports()  # emotion_peak fallbacks to uniform, one line per dataset
-    if scores["datasets"]:
+    if dist.rank == 0 and scores["datasets"]:
         print(format_table(scores))
     return 0
-
