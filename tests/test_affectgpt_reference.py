@@ -98,7 +98,7 @@ def test_inference_gives_the_original_greedy_answer_alone_and_in_one_batch(affec
         options = ["datasets.mercaptionplus.split=test", f"inference.base_root={out}/results", "run.num_workers=0"]
         assert inference.main(["--cfg-path", str(cfg_path), "--dataset", "mercaptionplus", "--options", *options]) == 0
         # the original's layout: {base_root}-{dataset}/{checkpoint folder}/{checkpoint}.npz (+ our .jsonl)
-        (results,) = (out / f"results-mercaptionplus" / case).glob("*.jsonl")
+        (results,) = (out / "results-mercaptionplus" / case).glob("*.jsonl")
         assert results.with_suffix(".npz").is_file()
         answers[batch_size] = {r["name"]: r["answer"] for r in map(json.loads, results.read_text().splitlines())}
     assert len(answers[1]) == 4 and answers[1] == answers[4]

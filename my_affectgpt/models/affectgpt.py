@@ -33,7 +33,7 @@ from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.common.face_or_frame import parse_face_or_frame
 from my_affectgpt.common.registry import registry
 from my_affectgpt.models.fusion import build_branch, build_multi_branch
-from my_affectgpt.models.llm_utils import add_lora, load_pretrained, resolve_dtype
+from my_affectgpt.models.llm_utils import add_lora, freeze_for_adapters, llm_load_kwargs, load_pretrained
 from my_affectgpt.models.original_names import OriginalNames
 from my_affectgpt.models.qformer import load_qformer_bert_config
 
@@ -147,11 +147,11 @@ def _per_sample(value, batch_size: int, default) -> list:
 class AffectGPT(nn.Module):
     """The AffectGPT model; build it with :meth:`from_config`."""
 
-    def __init__(self, cfg: ModelConfig, needs: PromptNeeds):
+    def __init__(self, cfg: ModelConfig, needs: PromptNeeds, llm=None):
         super().__init__()
         self.cfg = cfg
         self.needs = needs
-        self._load_llm()
+        self._load_llm(llm)
         self.branches = self._build_branches(self.llama_model.get_input_embeddings().embedding_dim)
         self._load_encoders()
         self._au_text_encoder = None
@@ -160,15 +160,22 @@ class AffectGPT(nn.Module):
             self._au_encoder()
 
     @classmethod
-    def from_config(cls, cfg) -> "AffectGPT":
+    def from_config(cls, cfg, llm=None) -> "AffectGPT":
         """Build from a validated Config: its ``model`` section and its dataset blocks, which
-        say which modalities the prompts use."""
+        say which modalities the prompts use.
+
+        ``llm``: an already built causal LM to use instead of loading the weights at
+        ``model.llama_model`` (whose tokenizer is still loaded); benchmarks/bench_scale.py
+        builds real-size LLMs with random weights this way, without writing them to disk.
+        """
         if not cfg.datasets:
             raise UserError("the model needs at least one dataset block to know which modalities prompts use")
-        return cls(cfg.model, PromptNeeds.from_config(cfg))
+        return cls(cfg.model, PromptNeeds.from_config(cfg), llm)
 
     # ------------------------------------------------------------------ building
-    def _load_llm(self) -> None:
+    def _load_llm(self, llm=None) -> None:
+        """Tokenizer with the placeholder tokens, and the frozen LLM (``llm``, or the weights at
+        ``model.llama_model``, in 4/8 bit when configured) with its LoRA adapter."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cfg = self.cfg
@@ -189,13 +196,10 @@ class AffectGPT(nn.Module):
         self.placeholder_ids = {m: tokenizer.convert_tokens_to_ids(t) for m, t in PLACEHOLDERS.items()}
         self._modality_of_id = {i: m for m, i in self.placeholder_ids.items()}
 
-        llm = load_pretrained(AutoModelForCausalLM, cfg.llama_model, "model.llama_model", dtype=resolve_dtype(cfg.llm_dtype))
+        if llm is None:
+            llm = load_pretrained(AutoModelForCausalLM, cfg.llama_model, "model.llama_model", **llm_load_kwargs(cfg))
         self._fit_vocabulary(llm, len(tokenizer))
-        llm.requires_grad_(False)
-        if cfg.gradient_checkpointing:
-            llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            llm.enable_input_require_grads()
-            llm.config.use_cache = False
+        llm = freeze_for_adapters(llm, cfg)
         if cfg.use_lora:
             llm = add_lora(llm, cfg)
             if cfg.frozen_llm:  # the original's switch: the adapter stays at its (loaded) weights

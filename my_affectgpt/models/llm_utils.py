@@ -1,6 +1,8 @@
-"""Helpers every model that wraps a causal LM shares: dtype names and the LoRA adapter."""
+"""Helpers every model that wraps a causal LM shares: dtype names, 4/8-bit loading, freezing
+for adapter training and the LoRA adapter."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from typing import Optional, Union
@@ -58,6 +60,78 @@ def load_pretrained(loader, name_or_path: str, key: str, **kwargs):
             f"({str(exc).splitlines()[0]}). Set it to the local model folder (the original AffectGPT looked "
             f"names such as Qwen25 up in its config.py)"
         ) from None
+
+
+QUANTIZATION_KEYS = ("load_in_4bit", "load_in_8bit")
+
+
+def quantization_key(cfg) -> Optional[str]:
+    """The ``model.load_in_*`` key that is set in ``cfg``, or None (config validation allows one)."""
+    return next((key for key in QUANTIZATION_KEYS if getattr(cfg, key)), None)
+
+
+def llm_load_kwargs(cfg) -> dict:
+    """``from_pretrained`` arguments for the base LLM of a ``model`` config section.
+
+    With ``load_in_4bit`` (QLoRA: NF4 with double quantization, computing in ``llm_dtype``) or
+    ``load_in_8bit`` (LLM.int8) the weights are quantized by bitsandbytes as they are placed on
+    this process's device (its current CUDA GPU, else the CPU), so the model is loaded there
+    rather than moved later.
+    """
+    dtype = resolve_dtype(cfg.llm_dtype)
+    key = quantization_key(cfg)
+    if key is None:
+        return {"dtype": dtype}
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    _check_bitsandbytes(f"model.{key}", device)
+    from transformers import BitsAndBytesConfig
+
+    if key == "load_in_4bit":
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    else:
+        quantization = BitsAndBytesConfig(load_in_8bit=True)
+    return {"dtype": dtype, "quantization_config": quantization, "device_map": {"": device}}
+
+
+def _check_bitsandbytes(key: str, device) -> None:
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(
+            f"{key} needs the bitsandbytes package, which is not installed: pip install 'my_affectgpt[qlora]' "
+            f"(4/8-bit loading is made for a CUDA GPU; recent bitsandbytes also runs it, slowly, on the CPU), "
+            f"or set {key}: False"
+        )
+    import bitsandbytes
+
+    supported = set(getattr(bitsandbytes, "supported_torch_devices", ()))
+    if device.type not in supported:
+        raise UserError(
+            f"{key}: bitsandbytes {bitsandbytes.__version__} cannot run on this machine's {device.type} "
+            f"(it supports {', '.join(sorted(supported)) or 'no device here'}); 4/8-bit loading needs a CUDA GPU "
+            f"with bitsandbytes, or set {key}: False"
+        )
+
+
+def freeze_for_adapters(llm, cfg):
+    """Freeze the base LLM and ready it for adapter training; returns the LLM.
+
+    A 4/8-bit LLM first gets peft's k-bit preparation (layer norms, embeddings and output head
+    in float32, as QLoRA trains). ``gradient_checkpointing`` then recomputes activations in
+    the backward pass; inputs are made to require gradients so the checkpointed layers
+    backpropagate into the fusion modules and adapters.
+    """
+    llm.requires_grad_(False)
+    if quantization_key(cfg):
+        from peft import prepare_model_for_kbit_training
+
+        llm = prepare_model_for_kbit_training(llm, use_gradient_checkpointing=False)
+    if cfg.gradient_checkpointing:
+        llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        llm.enable_input_require_grads()
+        llm.config.use_cache = False
+    return llm
 
 
 def add_lora(llm, cfg):

@@ -236,7 +236,7 @@ class RunnerIter:
         for i in metrics.log_every(range(start_iter, run.iters_per_epoch), run.iters_per_epoch, run.log_freq, header):
             step = self._global_step(epoch, i)
             lr = self._set_lr(step)
-            loss, note, trained = self._run_iteration(epoch, i, step)
+            loss, note, trained = self.run_iteration(epoch, i, step)
             trained_iterations += trained
             metrics.update(lr=lr)
             if loss is not None:
@@ -258,7 +258,7 @@ class RunnerIter:
             )
         return {"lr": metrics.meters["lr"].value, "loss": self._mean_across_ranks(metrics.meters["loss"])}
 
-    def _run_iteration(self, epoch: int, i: int, step: int) -> Tuple[Optional[float], Optional[str], bool]:
+    def run_iteration(self, epoch: int, i: int, step: int) -> Tuple[Optional[float], Optional[str], bool]:
         """One iteration: ``(loss, None, trained)``, or ``(None, why, trained)`` when this rank
         has no loss to report (every sample skipped, or non-finite: the update is skipped).
         ``trained``: whether any rank learned from this iteration's batches."""
