@@ -58,31 +58,29 @@ class DecodeSteps:
 
 
 def build_inference_parts(cfg):
-    """Model (eval mode, on ``run.device``) and test dataset, as ``inference.run`` builds them."""
-    import inference
+    """Model (eval mode, on ``run.device``) and test dataset, as ``inference.engine.run`` builds them."""
     import my_affectgpt
     from my_affectgpt.common.registry import registry
+    from my_affectgpt.inference.engine import build_test_datasets
 
     my_affectgpt.import_components()
-    ds_cfgs = {DATASET: inference.inference_dataset_cfg(cfg.datasets[DATASET], cfg.inference)}
-    task = registry.get_task_class(cfg.run.task)()
-    model = task.build_model(cfg, ds_cfgs).to(cfg.run.device).eval()
-    dataset = inference.build_test_dataset(cfg, DATASET, ds_cfgs[DATASET], registry, cfg.inference.no_reasoning)
-    return model, dataset
+    cfg = cfg.select([DATASET]).for_inference()
+    model = registry.get_task_class(cfg.run.task)().build_model(cfg).to(cfg.run.device).eval()
+    return model, build_test_datasets(cfg, registry)[DATASET]
 
 
 def generation_round(model, dataset, cfg, out_dir: Path) -> Callable[[], None]:
-    """One ``inference.generate_dataset`` over the whole dataset into a new results file."""
-    import inference
+    """One ``generate_dataset`` (the inference loop) over the whole dataset into a new results file."""
     from my_affectgpt.evaluation.label_extraction import extract_labels
     from my_affectgpt.evaluation.results_io import ResultsWriter
+    from my_affectgpt.inference.engine import generate_dataset
 
     count = [0]
 
     def one_round() -> None:
         count[0] += 1
         writer = ResultsWriter(out_dir / f"batch{cfg.inference.batch_size}" / f"round{count[0]}.jsonl")
-        written = inference.generate_dataset(model, dataset, writer, cfg, extract_labels)
+        written, _ = generate_dataset(model, dataset, list(range(len(dataset))), writer, cfg, extract_labels)
         if written != len(dataset):
             raise RuntimeError(f"generated {written} answers for {len(dataset)} samples")
 

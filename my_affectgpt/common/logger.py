@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import os
 import sys
 import time
 import warnings
@@ -63,6 +64,11 @@ def setup_logging() -> logging.Logger:
     logger.propagate = False
     # Raised inside peft on every model build; nothing a user can act on.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    # bitsandbytes (the 4/8-bit extra) says on every import, on a CPU, that its optional
+    # CPU kernels are missing; it then uses its own, which work.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    if not sys.stderr.isatty():  # transformers' weight-loading bars only clutter logs and CI output
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     return logger
 
 
