@@ -214,3 +214,50 @@ def test_results_of_a_replaced_checkpoint_are_not_mixed_in(demo_assets, trained_
     os.utime(ckpt_dir / "checkpoint_000001.pth", ns=(1, 1))
     assert inference.main(["--cfg-path", str(cfg_path)]) == 2
     assert "move the results folder away" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, differs", [
+    (["--no_reasoning"], "prompt_kind: 'reasoning' -> 'labels'"),
+    (["--options", "inference.max_new_tokens=6"], "generation.max_new_tokens: 4 -> 6"),
+    (["--options", "inference.use_au_clip_realtime=True"], "au_mode: 'preextracted' -> 'realtime'"),
+    (["--options", "datasets.demo.frame_n_frms=4"], "dataset.frame_n_frms: 8 -> 4"),
+])
+def test_a_results_file_of_other_settings_is_not_resumed(demo_assets, trained_run, tmp_path, capsys, change, differs):
+    """Rerunning into a results folder with anything that changes an answer is refused, naming
+    what changed, instead of answering '0 new answers' and rescoring the old ones."""
+    run_dir, _ = trained_run
+    out = tmp_path / "eval"
+    cfg_path = eval_config(demo_assets, run_dir, out, max_new_tokens=4)
+    assert inference.main(["--cfg-path", str(cfg_path)]) == 0
+    capsys.readouterr()
+    assert inference.main(["--cfg-path", str(cfg_path), *change]) == 2
+    err = capsys.readouterr().err
+    assert "made with other settings" in err and differs in err
+    assert inference.main(["--cfg-path", str(cfg_path)]) == 0  # the same settings resume
+
+
+def test_single_clip_says_when_emotion_peak_falls_back(demo_assets, tmp_path, capsys):
+    """--video with frame_sampling emotion_peak and an AU JSON without peaks says it sampled uniformly."""
+    from helpers_tiny_encoders import write_synthetic_clip
+    from my_affectgpt.common.tiny_models import build_tiny_clip_vision, build_tiny_hubert
+
+    run_dir = tmp_path / "frame_run"
+    train_cfg = demo_config(demo_assets, run_dir)
+    train_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_au_text"
+    assert train.main(["--cfg-path", str(write_config(train_cfg, tmp_path / "t.yaml")), "--options",
+                       "run.max_epoch=1", "run.iters_per_epoch=1", "run.num_workers=0"]) == 0
+    video = write_synthetic_clip(tmp_path / "my_clip.mp4", n_frames=12, audio_seconds=3.0)
+    au_json = tmp_path / "my_clip" / "my_clip_au_analysis.json"
+    au_json.parent.mkdir()
+    au_json.write_text(json.dumps({"summary_description": {"3": "The cheeks rise."}}))  # no peaks, no CSV
+    eval_cfg = demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml")
+    eval_cfg["datasets"]["demo"].update(face_or_frame="multiframe_audio_frame_au_text", frame_sampling="emotion_peak")
+    eval_cfg["model"].update(skip_encoders=False,
+                             visual_encoder_path=str(build_tiny_clip_vision(tmp_path / "clip", projection_dim=768)),
+                             acoustic_encoder_path=str(build_tiny_hubert(tmp_path / "hubert", hidden_size=1024)))
+    eval_cfg["inference"].update(test_epoch=1, max_new_tokens=4)
+    cfg_path = write_config(eval_cfg, tmp_path / "e.yaml")
+    assert inference.main(["--cfg-path", str(cfg_path), "--video", str(video), "--au_json", str(au_json)]) == 0
+    out = capsys.readouterr().out
+    assert "frame_sampling=emotion_peak for my_clip.mp4: 1 of 1 sample(s) fell back to uniform sampling" in out
+    assert "without AU peaks" in out
