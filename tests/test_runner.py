@@ -154,7 +154,7 @@ def test_checkpoint_contents_load_with_weights_only(straight_run):
     assert (state["epoch"], state["iteration"], state["global_step"]) == (2, 8, 16)
     assert state["format_version"] == ckpt.FORMAT_VERSION
     assert state["data_streams"] == {"toy_a": {"pass": 2, "batch": 4}}  # 16 batches, 6 per pass
-    assert state["lr_sched"] == "linear_warmup_cosine_lr"
+    assert state["lr_sched"] == "warmup_cosine_lr"
     assert "iters_per_epoch: 8" in state["config"]
     assert len(state["rng"]) == 1 and {"python", "numpy", "torch"} <= set(state["rng"][0])
     assert len(state["visualizer"]["losses"]) == 16
