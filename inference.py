@@ -2,6 +2,7 @@
 """Run a trained AffectGPT over test datasets (or one clip with ``--video``) and score it.
 
     python inference.py --cfg-path eval_configs/X.yaml [--no_reasoning] [--dataset NAME ...]
+    torchrun --nproc_per_node 4 inference.py --cfg-path eval_configs/X.yaml   # samples split over GPUs
 
 See ``--help`` and ``my_affectgpt/inference/``.
 """

@@ -97,6 +97,12 @@ def test_conflicting_duplicate_rows_name_both_lines(tmp_path):
     track2.write_bytes((REFERENCE_DATA / track2.name).read_bytes())
     with pytest.raises(UserError, match="track3_train_mercaptionplus.csv, lines 3 and 6: sample 'sample_00000002'"):
         _build("mercaptionplus", _mercaptionplus(root, tmp_path / "feats"))
+    track3.write_bytes((REFERENCE_DATA / track3.name).read_bytes())
+    subtitles = root / "subtitle_chieng.csv"
+    subtitles.write_text(subtitles.read_text() + "sample_00000002,,We lost the game.\n")
+    with pytest.raises(UserError, match=r"subtitle_chieng.csv, lines 3 and 6: sample 'sample_00000002' appears twice "
+                                        r"with different english"):
+        _build("mercaptionplus", _mercaptionplus(root, tmp_path / "feats"))
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from my_affectgpt.datasets.au_source import AUSource
 from my_affectgpt.datasets.collate import collate
 from my_affectgpt.datasets.errors import BadSampleError, DatasetError
 from my_affectgpt.datasets.features import FeatureLayout, expected_width, load_feature_npy
-from my_affectgpt.datasets.tables import read_csv
+from my_affectgpt.datasets.tables import read_rows, rows_by_name
 from my_affectgpt.processors.raw_media import MediaSources, RawMediaReader, SampleMediaError, SamplingSpec, encoder_inputs
 
 logger = logging.getLogger("my_affectgpt")
@@ -97,9 +97,9 @@ class BaseDataset(Dataset):
             return
         column = self.cfg.subtitle_column
         path = self.subtitle_csv()
-        for row in read_csv(path, ["name", column]).itertuples():
-            if row.name in records:
-                records[row.name]["subtitle"] = getattr(row, column)
+        for name, row in rows_by_name(path, read_rows(path, ["name", column]), column).items():
+            if name in records:
+                records[name]["subtitle"] = row[column]
         missing = [name for name, record in records.items() if "subtitle" not in record]
         if missing:
             logger.warning("%s: %d sample(s) have no subtitle row (first: %s); their subtitle is left empty",
