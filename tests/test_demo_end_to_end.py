@@ -169,7 +169,9 @@ def test_exported_folder_gives_the_same_answers_as_its_checkpoint(demo_assets, t
     assert answers["ckpt"] == answers["export"]
 
 
-def test_single_clip_mode_answers_for_a_users_video(demo_assets, tmp_path, capsys):
+def frame_based_clip_setup(demo_assets, tmp_path, max_new_tokens, **dataset_keys):
+    """A run trained on frames (the only inputs a user's clip has), a synthetic clip, and an eval
+    config that loads tiny encoders for it: (run_dir, video, eval_cfg)."""
     from helpers_tiny_encoders import write_synthetic_clip
     from my_affectgpt.common.tiny_models import build_tiny_clip_vision, build_tiny_hubert
 
@@ -177,14 +179,19 @@ def test_single_clip_mode_answers_for_a_users_video(demo_assets, tmp_path, capsy
     train_cfg = demo_config(demo_assets, run_dir)
     train_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_au_text"
     assert train.main(["--cfg-path", str(write_config(train_cfg, tmp_path / "t.yaml")), "--options",
-                       "run.max_epoch=1", "run.iters_per_epoch=2", "run.num_workers=0"]) == 0
+                       "run.max_epoch=1", "run.iters_per_epoch=1", "run.num_workers=0"]) == 0
     video = write_synthetic_clip(tmp_path / "my_clip.mp4", n_frames=12, audio_seconds=3.0)
     eval_cfg = demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml")
-    eval_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_au_text"
+    eval_cfg["datasets"]["demo"].update(face_or_frame="multiframe_audio_frame_au_text", **dataset_keys)
     eval_cfg["model"].update(skip_encoders=False,
                              visual_encoder_path=str(build_tiny_clip_vision(tmp_path / "clip", projection_dim=768)),
                              acoustic_encoder_path=str(build_tiny_hubert(tmp_path / "hubert", hidden_size=1024)))
-    eval_cfg["inference"].update(test_epoch=1, max_new_tokens=8)
+    eval_cfg["inference"].update(test_epoch=1, max_new_tokens=max_new_tokens)
+    return run_dir, video, eval_cfg
+
+
+def test_single_clip_mode_answers_for_a_users_video(demo_assets, tmp_path, capsys):
+    run_dir, video, eval_cfg = frame_based_clip_setup(demo_assets, tmp_path, max_new_tokens=8)
     cfg_path = write_config(eval_cfg, tmp_path / "e.yaml")
 
     name = "demo_test_00050"
@@ -238,24 +245,10 @@ def test_a_results_file_of_other_settings_is_not_resumed(demo_assets, trained_ru
 
 def test_single_clip_says_when_emotion_peak_falls_back(demo_assets, tmp_path, capsys):
     """--video with frame_sampling emotion_peak and an AU JSON without peaks says it sampled uniformly."""
-    from helpers_tiny_encoders import write_synthetic_clip
-    from my_affectgpt.common.tiny_models import build_tiny_clip_vision, build_tiny_hubert
-
-    run_dir = tmp_path / "frame_run"
-    train_cfg = demo_config(demo_assets, run_dir)
-    train_cfg["datasets"]["demo"]["face_or_frame"] = "multiframe_audio_frame_au_text"
-    assert train.main(["--cfg-path", str(write_config(train_cfg, tmp_path / "t.yaml")), "--options",
-                       "run.max_epoch=1", "run.iters_per_epoch=1", "run.num_workers=0"]) == 0
-    video = write_synthetic_clip(tmp_path / "my_clip.mp4", n_frames=12, audio_seconds=3.0)
+    _, video, eval_cfg = frame_based_clip_setup(demo_assets, tmp_path, max_new_tokens=4, frame_sampling="emotion_peak")
     au_json = tmp_path / "my_clip" / "my_clip_au_analysis.json"
     au_json.parent.mkdir()
     au_json.write_text(json.dumps({"summary_description": {"3": "The cheeks rise."}}))  # no peaks, no CSV
-    eval_cfg = demo_config(demo_assets, run_dir, shipped="eval_configs/demo.yaml")
-    eval_cfg["datasets"]["demo"].update(face_or_frame="multiframe_audio_frame_au_text", frame_sampling="emotion_peak")
-    eval_cfg["model"].update(skip_encoders=False,
-                             visual_encoder_path=str(build_tiny_clip_vision(tmp_path / "clip", projection_dim=768)),
-                             acoustic_encoder_path=str(build_tiny_hubert(tmp_path / "hubert", hidden_size=1024)))
-    eval_cfg["inference"].update(test_epoch=1, max_new_tokens=4)
     cfg_path = write_config(eval_cfg, tmp_path / "e.yaml")
     assert inference.main(["--cfg-path", str(cfg_path), "--video", str(video), "--au_json", str(au_json)]) == 0
     out = capsys.readouterr().out
