@@ -20,7 +20,6 @@ nothing are dropped before any score is computed.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
