@@ -200,6 +200,13 @@ def test_nonverbal_text_is_refused_only_when_switched_on(tmp_path):
         load_config(write(tmp_path, text.format("true")))
 
 
+def test_au_agent_without_an_au_block_is_reported_as_unused(tmp_path, caplog):
+    text = MINIMAL.replace("arch: affectgpt", "arch: affectgpt\n  use_au_agent: true\n  au_agent_base_model: agent")
+    with caplog.at_level(logging.WARNING, logger="my_affectgpt"):
+        load_config(write(tmp_path, text))
+    assert "model.use_au_agent is True but no dataset block has an AU block" in caplog.text
+
+
 def test_options_override_keys_and_are_validated(tmp_path):
     path = write(tmp_path, MINIMAL)
     cfg = load_config(path, ["run.max_epoch=7", "run.init_lr=5e-5", "datasets.demo.sample_ratio=2"])
