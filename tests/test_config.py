@@ -176,6 +176,37 @@ def test_legacy_keys_are_ignored_with_a_note(tmp_path, caplog):
     assert not hasattr(cfg.run, "distributed")
 
 
+def test_a_section_the_original_never_read_is_ignored_with_a_note(tmp_path, caplog):
+    text = MINIMAL + "evaluation_datasets_cfg:\n  mer2023:\n    eval_file_path: label.npz\n"
+    with caplog.at_level(logging.WARNING, logger="my_affectgpt"):
+        load_config(write(tmp_path, text))
+    assert "ignored (keys of the original AffectGPT with no effect here" in caplog.text
+    assert "evaluation_datasets_cfg" in caplog.text
+
+
+@pytest.mark.parametrize("value, suggestion", [("face_frame_audio_au", "faceframe_au"),
+                                               ("multiface_audio_face_au_txt", "multiface_audio_face_au_text")])
+def test_face_or_frame_suggestion_keeps_the_au_part(tmp_path, value, suggestion):
+    text = MINIMAL.replace("face_or_frame: textonly", f"face_or_frame: {value}")
+    with pytest.raises(ConfigError, match=f"'{value}' is not valid. Did you mean '{suggestion}'"):
+        load_config(write(tmp_path, text))
+
+
+def test_nonverbal_text_is_refused_only_when_switched_on(tmp_path):
+    text = MINIMAL.replace("face_or_frame: textonly", "face_or_frame: textonly\n    nonverbal_json: cues.json\n"
+                           "    use_nonverbal_text: {}")
+    assert load_config(write(tmp_path, text.format("false"))).datasets["demo"].face_or_frame == "textonly"
+    with pytest.raises(ConfigError, match=r"datasets.demo.use_nonverbal_text: True is not supported: .*set it to False"):
+        load_config(write(tmp_path, text.format("true")))
+
+
+def test_au_agent_without_an_au_block_is_reported_as_unused(tmp_path, caplog):
+    text = MINIMAL.replace("arch: affectgpt", "arch: affectgpt\n  use_au_agent: true\n  au_agent_base_model: agent")
+    with caplog.at_level(logging.WARNING, logger="my_affectgpt"):
+        load_config(write(tmp_path, text))
+    assert "model.use_au_agent is True but no dataset block has an AU block" in caplog.text
+
+
 def test_options_override_keys_and_are_validated(tmp_path):
     path = write(tmp_path, MINIMAL)
     cfg = load_config(path, ["run.max_epoch=7", "run.init_lr=5e-5", "datasets.demo.sample_ratio=2"])

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from my_affectgpt.common import config_schema as schema
 from my_affectgpt.common.atomic import write_text_atomic
 from my_affectgpt.common.errors import UserError
-from my_affectgpt.common.face_or_frame import FaceOrFrameError, PromptLayout, parse_face_or_frame, valid_values
+from my_affectgpt.common.face_or_frame import FaceOrFrameError, PromptLayout, parse_face_or_frame
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -247,12 +247,8 @@ def _check_dataset(label: str, ds: schema.DatasetConfig, model: schema.ModelConf
     """Contradictions inside one dataset block; returns its AU mode."""
     try:
         layout = prompt_layout(ds)
-    except FaceOrFrameError:
-        found.problem(
-            f"{label}.face_or_frame: {ds.face_or_frame!r} is not valid.{_did_you_mean(ds.face_or_frame, valid_values())} "
-            f"Valid values: {', '.join(valid_values())}; each may carry an '_au' part that adds the AU block "
-            f"(e.g. multiface_audio_face_frame_au_text)"
-        )
+    except FaceOrFrameError as exc:
+        found.problem(f"{label}.face_or_frame: {exc}")
         return None
     if ds.label_type not in schema.LABEL_TYPES:
         found.problem(f"{label}.label_type: {ds.label_type!r} is not valid.{_did_you_mean(ds.label_type, schema.LABEL_TYPES)} "
@@ -428,7 +424,9 @@ def validate(raw: Any, default_output_dir: str = "", source: str = "", check_pat
     if not isinstance(raw, (dict, DictConfig)):
         raise ConfigError(f"{source or 'the config'}: expected a mapping with sections {', '.join(TOP_LEVEL)}")
     for key in raw:
-        if key not in TOP_LEVEL:
+        if key in schema.IGNORED_SECTIONS:
+            found.ignored.append(str(key))
+        elif key not in TOP_LEVEL:
             found.problem(f"unknown top-level section '{key}'.{_did_you_mean(key, TOP_LEVEL)} "
                           f"Sections: {', '.join(TOP_LEVEL)}")
     model = _validate_section("model", "model", schema.ModelConfig, raw.get("model"), found)
@@ -449,6 +447,9 @@ def validate(raw: Any, default_output_dir: str = "", source: str = "", check_pat
     _check_model(model, inference, found)
     _check_run(run, found)
     au_modes = {name: _check_dataset(f"datasets.{name}", ds, model, found, inference) for name, ds in datasets.items()}
+    if model.use_au_agent and datasets and "agent" not in au_modes.values():
+        found.notes.append("model.use_au_agent is True but no dataset block has an AU block (an '_au' part in "
+                           "face_or_frame); the AU Agent is not used")
     if found.ignored:
         found.notes.append(
             f"ignored (keys of the original AffectGPT with no effect here; `--describe` says why): "
@@ -480,7 +481,9 @@ def load_config(cfg_path: os.PathLike, options: Optional[Sequence[str]] = None, 
 
 def describe() -> str:
     """Markdown reference of every key, generated from the schema."""
-    lines = []
+    lines = ["Top-level sections: " + ", ".join(f"`{s}`" for s in TOP_LEVEL) + ". Accepted from original AffectGPT "
+             "configs and ignored: " + "; ".join(f"`{k}` ({why})" for k, why in schema.IGNORED_SECTIONS.items()) + ".",
+             ""]
     for section, cls in list(schema.SECTIONS.items()) + [("datasets.<name>", schema.DatasetConfig)]:
         hints = typing.get_type_hints(cls)
         lines += [f"### `{section}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]

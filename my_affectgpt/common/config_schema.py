@@ -250,6 +250,16 @@ SECTIONS = {
     "inference": InferenceConfig,
 }
 
+# A later AffectGPT revision wrote a per-sample caption (read from nonverbal_json) into the prompt
+# in place of the AU block; this project keeps the AU block the '_au' part asks for.
+_NONVERBAL_JSON = "only read with use_nonverbal_text: True, a later AffectGPT revision's nonverbal text"
+_NONVERBAL_OFF = "False switches off a later AffectGPT revision's nonverbal text, which this project does not have"
+_NONVERBAL_UNSUPPORTED = (
+    "a later AffectGPT revision's nonverbal text (a caption per sample from nonverbal_json, written into the "
+    "prompt) is not part of this project; set it to False (the '_au' part of face_or_frame then asks for AU "
+    "features; drop that part to train without AU)"
+)
+
 # Keys of the original AffectGPT configs that had no effect there (or only on inputs this
 # project does not take, such as single images): accepted so an original config loads, and
 # reported once. Each maps to why.
@@ -275,6 +285,10 @@ LEGACY_IGNORED = {
                                    "(use pre-extracted features or model.skip_encoders: False)",
         "extraction_server_host": "the original's feature-extraction service is not part of this project",
         "extraction_server_port": "the original's feature-extraction service is not part of this project",
+        "ann_paths": "the original never read it; a dataset's label file is its label_path, by default the "
+                     "dataset's usual file",
+        "nonverbal_json": _NONVERBAL_JSON,
+        "use_nonverbal_text": _NONVERBAL_OFF,
     },
     "run": {
         "evaluate": "training never evaluates on a validation split here; run inference.py",
@@ -301,7 +315,16 @@ LEGACY_IGNORED = {
         "preextracted_root": "each dataset block's preextracted_root decides",
         "visual_encoder": "each dataset block's visual_encoder decides",
         "acoustic_encoder": "each dataset block's acoustic_encoder decides",
+        "clips_per_video": "the original's inference never read it; each dataset block's clips_per_video decides",
+        "nonverbal_json": _NONVERBAL_JSON,
+        "use_nonverbal_text": _NONVERBAL_OFF,
     },
+}
+
+# Top-level sections of original configs that nothing read; accepted and reported once.
+IGNORED_SECTIONS = {
+    "evaluation_datasets_cfg": "the original never read it; the test datasets are the blocks of the datasets "
+                               "section, and inference.py --dataset picks among them",
 }
 
 # Original keys that are accepted only with their harmless value; anything else is an error
@@ -310,9 +333,13 @@ UNSUPPORTED_VALUES = {
     "datasets": {
         "use_realtime_extraction": ((False, None), "the original's feature-extraction service is not part of "
                                     "this project; pre-extract features or set model.skip_encoders: False"),
+        "use_nonverbal_text": ((False, None), _NONVERBAL_UNSUPPORTED),
     },
     "run": {
         "evaluate": ((False, None), "evaluation during training is not part of this project; run inference.py"),
+    },
+    "inference": {
+        "use_nonverbal_text": ((False, None), _NONVERBAL_UNSUPPORTED),
     },
 }
 

@@ -7,6 +7,7 @@ builder and the model all read a value through :func:`parse_face_or_frame`.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -32,6 +33,10 @@ PROMPT_CONTENTS = {
     "frame_text": ("frame", "text"),
 }
 AU_PART = "au"
+# Values the original's prompt builder took that this project does not, and why.
+UNSUPPORTED_VALUES = {
+    "image": "it is the original's single-image prompt (<ImageHere>), and no dataset here has single images",
+}
 
 
 class FaceOrFrameError(UserError, ValueError):
@@ -62,19 +67,36 @@ class PromptLayout:
         return tuple(dict.fromkeys(needed))
 
 
-def valid_values() -> Tuple[str, ...]:
-    return tuple(PROMPT_CONTENTS)
+def _split(value: str) -> Tuple[str, bool]:
+    parts = str(value).split("_")
+    return "_".join(p for p in parts if p != AU_PART), AU_PART in parts
+
+
+def _with_au(base: str) -> str:
+    """``base`` with the au part where the original's own value has it: before ``_text``."""
+    return f"{base[:-len('_text')]}_au_text" if base.endswith("_text") else f"{base}_au"
+
+
+def _closest(value: str) -> str:
+    """The valid value nearest ``value`` (its au part kept), or ''."""
+    base, has_au = _split(value)
+    close = difflib.get_close_matches(base, list(PROMPT_CONTENTS), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return _with_au(close[0]) if has_au else close[0]
 
 
 def parse_face_or_frame(value: str) -> PromptLayout:
-    """The layout of ``value``; :class:`FaceOrFrameError` when it is not a known value with an
-    optional ``au`` part."""
-    parts = str(value).split("_")
-    has_au = AU_PART in parts
-    base = "_".join(p for p in parts if p != AU_PART)
-    if base not in PROMPT_CONTENTS:
-        raise FaceOrFrameError(
-            f"{value!r} is not a valid face_or_frame. Valid values: {', '.join(PROMPT_CONTENTS)}; "
-            f"each may carry an '_au' part that adds the AU block (e.g. multiface_audio_face_frame_au_text)"
-        )
-    return PromptLayout(str(value), base, PROMPT_CONTENTS[base], has_au)
+    """The layout of ``value``; :class:`FaceOrFrameError` saying why (and what is valid) when
+    it is not a known value with an optional ``au`` part."""
+    base, has_au = _split(value)
+    if base in PROMPT_CONTENTS:
+        return PromptLayout(str(value), base, PROMPT_CONTENTS[base], has_au)
+    if base in UNSUPPORTED_VALUES:
+        raise FaceOrFrameError(f"{value!r} is not supported: {UNSUPPORTED_VALUES[base]}")
+    close = _closest(value)
+    raise FaceOrFrameError(
+        f"{value!r} is not valid." + (f" Did you mean '{close}'?" if close else "")
+        + f" Valid values: {', '.join(PROMPT_CONTENTS)}; each may carry an '_au' part that adds the AU block "
+        f"(e.g. multiface_audio_face_frame_au_text)"
+    )
