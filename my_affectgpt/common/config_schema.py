@@ -62,8 +62,8 @@ class ModelConfig:
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "LLM linear layers that get LoRA adapters",
     )
-    load_in_4bit: bool = _f(False, "load the frozen base LLM in 4-bit (QLoRA; needs bitsandbytes and CUDA)")
-    load_in_8bit: bool = _f(False, "load the frozen base LLM in 8-bit (needs bitsandbytes and CUDA)")
+    load_in_4bit: bool = _f(False, "load the frozen base LLM in 4-bit NF4 (QLoRA; needs the qlora extra, bitsandbytes)")
+    load_in_8bit: bool = _f(False, "load the frozen base LLM in 8-bit (needs the qlora extra, bitsandbytes)")
     gradient_checkpointing: bool = _f(False, "trade compute for memory in the LLM")
     skip_encoders: bool = _f(
         False, "do not load the frozen frame/face/audio encoders (train on pre-extracted features)"
@@ -187,12 +187,15 @@ class DatasetConfig:
 class RunConfig:
     task: str = _f("video_text_pretrain", "registered task")
     runner: str = _f("runner_iter", "registered runner (runner_base, the original's name, is read as runner_iter)")
-    lr_sched: str = _f("linear_warmup_cosine_lr", "registered LR schedule")
+    lr_sched: str = _f(
+        "warmup_cosine_lr", "registered LR schedule: warmup_cosine_lr, warmup_step_lr, constant; "
+        "linear_warmup_cosine_lr and linear_warmup_step_lr give the original AffectGPT's curves step for step",
+    )
     init_lr: float = _f(1e-4, "peak learning rate", min=0)
-    min_lr: float = _f(1e-5, "final learning rate of the cosine schedule", min=0)
+    min_lr: float = _f(1e-5, "final learning rate of the cosine schedules, floor of the step ones", min=0)
     warmup_lr: float = _f(1e-6, "learning rate at step 0", min=0)
     warmup_steps: int = _f(0, "linear warmup steps", min=0)
-    lr_decay_rate: float = _f(0.1, "per-epoch decay for linear_warmup_step_lr", min=0)
+    lr_decay_rate: float = _f(0.1, "per-epoch decay of the step schedules", min=0)
     weight_decay: float = _f(0.05, "AdamW weight decay (not on biases, norms, 1-D params)", min=0)
     beta2: float = _f(0.999, "AdamW beta2", min=0)
     max_epoch: int = _f(1, "epochs (numbered from 1)", min=1)
@@ -260,6 +263,13 @@ _NONVERBAL_UNSUPPORTED = (
     "features; drop that part to train without AU)"
 )
 
+# Revision 447851e's inference never read these; a later revision applied them to every test
+# dataset. Here the test datasets' own blocks say it, once per dataset.
+_LATER_INFERENCE_INPUT = (
+    "revision 447851e's inference did not read it; a later revision applied it to every test dataset: set "
+    "it in each test dataset's block here"
+)
+
 # Keys of the original AffectGPT configs that had no effect there (or only on inputs this
 # project does not take, such as single images): accepted so an original config loads, and
 # reported once. Each maps to why.
@@ -308,13 +318,14 @@ LEGACY_IGNORED = {
         "face_or_frame": "the original took face_or_frame from the training datasets' blocks",
         "use_preextracted_features": "the original's inference decoded raw media whatever it said; "
                                      "each dataset block's use_preextracted_* keys decide here",
-        "use_preextracted_frame": "each dataset block's use_preextracted_* keys decide",
-        "use_preextracted_face": "each dataset block's use_preextracted_* keys decide",
-        "use_preextracted_audio": "each dataset block's use_preextracted_* keys decide",
-        "use_preextracted_au": "each dataset block's use_preextracted_* keys decide",
-        "preextracted_root": "each dataset block's preextracted_root decides",
-        "visual_encoder": "each dataset block's visual_encoder decides",
-        "acoustic_encoder": "each dataset block's acoustic_encoder decides",
+        "use_preextracted_frame": "no revision's inference read it; each dataset block's use_preextracted_* keys "
+                                  "decide",
+        "use_preextracted_face": _LATER_INFERENCE_INPUT,
+        "use_preextracted_audio": _LATER_INFERENCE_INPUT,
+        "use_preextracted_au": _LATER_INFERENCE_INPUT,
+        "preextracted_root": _LATER_INFERENCE_INPUT,
+        "visual_encoder": _LATER_INFERENCE_INPUT,
+        "acoustic_encoder": _LATER_INFERENCE_INPUT,
         "clips_per_video": "the original's inference never read it; each dataset block's clips_per_video decides",
         "nonverbal_json": _NONVERBAL_JSON,
         "use_nonverbal_text": _NONVERBAL_OFF,
