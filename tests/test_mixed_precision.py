@@ -19,6 +19,7 @@ import torch
 import inference
 import train
 from conftest import demo_config, write_config
+from my_affectgpt.common.checkpoint import load_checkpoint
 from my_affectgpt.common.config import validate
 from my_affectgpt.common.devices import autocast, grad_scaler, precision_as_placed
 from my_affectgpt.models.affectgpt import AffectGPT, Placement
@@ -141,7 +142,7 @@ def test_fp16_autocast_trains_with_its_gradient_scaler(demo_assets, tmp_path, tr
     cfg["model"]["llm_dtype"] = "fp16"
     assert train.main(["--cfg-path", str(write_config(cfg, tmp_path / "train.yaml")),
                        "--options", *TRAIN_OPTIONS, "run.amp_dtype=fp16"]) == 0
-    state = torch.load(tmp_path / "run" / "checkpoint_000001.pth", weights_only=False)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint_000001.pth")
     assert "scale" in state["scaler"]
     assert all(torch.isfinite(w).all() for w in state["model"].values())
     assert_ran_as_planned(trace, trace.built[0], torch.float16, au_branch=True)
