@@ -183,8 +183,7 @@ def runner_round(runner, replay: ReplayStream = None) -> Callable[[], None]:
 
 def bare_loop(runner, batches: Sequence[Dict]) -> Callable[[], None]:
     """A plain AdamW loop over ``batches`` with the runner's optimizer and autocast settings."""
-    import torch
-
+    from my_affectgpt.common.devices import autocast
     from my_affectgpt.common.optims import build_optimizer
 
     model = runner.model
@@ -194,7 +193,7 @@ def bare_loop(runner, batches: Sequence[Dict]) -> Callable[[], None]:
         model.train()
         for batch in batches:
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(runner.device.type, dtype=runner.amp_dtype, enabled=runner.use_amp):
+            with autocast(runner.device, runner.run_cfg):
                 loss = model(batch)["loss"]
             loss.backward()
             optimizer.step()

@@ -45,6 +45,15 @@ def demo_assets(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory) -> tuple[Path, Path]:
+    """Tiny CLIP vision (16-wide features) and HuBERT (32-wide) folders, for raw-media encoding."""
+    from my_affectgpt.common.tiny_models import build_tiny_clip_vision, build_tiny_hubert
+
+    root = tmp_path_factory.mktemp("tiny_encoders")
+    return build_tiny_clip_vision(root / "clip", projection_dim=16), build_tiny_hubert(root / "hubert", hidden_size=32)
+
+
 def demo_config(assets: Path, output_dir: Path, shipped: str = "train_configs/demo.yaml") -> dict:
     """A shipped demo config as a dict, with its ``demo_assets/`` paths moved to ``assets``."""
     text = (REPO_ROOT / shipped).read_text()

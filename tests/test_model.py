@@ -16,8 +16,6 @@ from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.face_or_frame import PROMPT_CONTENTS, parse_face_or_frame
 from my_affectgpt.common.tiny_models import (
     build_tiny_bert_config,
-    build_tiny_clip_vision,
-    build_tiny_hubert,
     build_tiny_llm,
     build_tiny_open_clip,
 )
@@ -387,22 +385,29 @@ def test_au_texts_and_au_together_are_rejected(llm_dir):
 
 
 # --------------------------------------------------------------------------- raw media through encoders
-def test_raw_media_through_frozen_encoders(llm_dir, tmp_path):
-    clip_dir = build_tiny_clip_vision(tmp_path / "clip", projection_dim=16)
-    hubert_dir = build_tiny_hubert(tmp_path / "hubert", hidden_size=32)
-    model = make_model(
+def raw_media_model(llm_dir, tiny_encoders, **model_overrides):
+    clip_dir, hubert_dir = tiny_encoders
+    return make_model(
         llm_dir, "multiframe_audio_frame_text", dataset={"use_preextracted_features": False},
         skip_encoders=False, visual_encoder_path=str(clip_dir), acoustic_encoder_path=str(hubert_dir),
-        preextracted_visual_dim=16, preextracted_acoustic_dim=32,
+        preextracted_visual_dim=16, preextracted_acoustic_dim=32, **model_overrides,
     )
-    assert model.visual_encoder is not None and model.acoustic_encoder is not None
-    assert not any(n.startswith(("visual_encoder.", "acoustic_encoder.")) for n in model.trainable_state_dict())
+
+
+def raw_media_batch():
     gen = torch.Generator().manual_seed(0)
-    raw = {
+    return {
         "names": ["a", "b"], "prompt": [make_prompt("multiframe_audio_frame_text")] * 2, "answer": ANSWERS[:2],
         "frame_pixels": torch.randn(2, 2, 3, 224, 224, generator=gen),
         "audio_wave": torch.randn(2, 2, 32000, generator=gen),
     }
+
+
+def test_raw_media_through_frozen_encoders(llm_dir, tiny_encoders):
+    model = raw_media_model(llm_dir, tiny_encoders)
+    assert model.visual_encoder is not None and model.acoustic_encoder is not None
+    assert not any(n.startswith(("visual_encoder.", "acoustic_encoder.")) for n in model.trainable_state_dict())
+    raw = raw_media_batch()
     model.train()
     assert not model.visual_encoder.training
     assert_all_trainable_get_grads(model, raw)
@@ -414,6 +419,24 @@ def test_raw_media_through_frozen_encoders(llm_dir, tmp_path):
         feats["audio"] = model.acoustic_encoder(raw["audio_wave"].flatten(0, 1)).view(2, 2, -1)
         del feats["frame_pixels"], feats["audio_wave"]
         assert torch.allclose(from_raw, model(feats)["loss"])
+
+
+@pytest.mark.parametrize("llm_dtype", ["fp16", "bf16"])
+def test_half_precision_encoders_train_under_bf16_autocast_as_without_it(llm_dir, tiny_encoders, llm_dtype):
+    """The encoders sit in the LLM's dtype and compute in it whatever autocast the caller
+    runs (an fp16 encoder under bf16 autocast would fail mixing the two in torch.cat)."""
+    model = raw_media_model(llm_dir, tiny_encoders, llm_dtype=llm_dtype)
+    encoders = (model.visual_encoder, model.acoustic_encoder)
+    assert {p.dtype for encoder in encoders for p in encoder.parameters()} == {model.dtype}
+    raw = raw_media_batch()
+    inputs = (raw["frame_pixels"], raw["audio_wave"].flatten(0, 1))
+    plain = [encoder(x) for encoder, x in zip(encoders, inputs)]
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert_all_trainable_get_grads(model, raw)
+        under_autocast = [encoder(x) for encoder, x in zip(encoders, inputs)]
+    assert all(f.dtype == torch.float32 for f in plain)
+    assert all(torch.equal(a, b) for a, b in zip(plain, under_autocast))
 
 
 def test_raw_media_without_encoders_is_an_error(llm_dir):

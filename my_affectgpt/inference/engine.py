@@ -96,6 +96,7 @@ def generate_dataset(model, dataset, indices: List[int], writer, cfg, extract_la
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
+    from my_affectgpt.common.devices import autocast
     from my_affectgpt.datasets.collate import raise_failed
 
     if not indices:
@@ -116,7 +117,8 @@ def generate_dataset(model, dataset, indices: List[int], writer, cfg, extract_la
             skipped += len(batch["skipped"])
             if not batch["names"]:
                 continue
-            answers = model.generate(batch, **gen_kwargs)
+            with autocast(cfg.run.device, cfg.run):  # run.amp: the autocast training runs under
+                answers = model.generate(batch, **gen_kwargs)
             writer.append([
                 {"name": name, "prompt_kind": prompt_kind, "answer": answer, "labels": extract_labels(answer)}
                 for name, answer in zip(batch["names"], answers)

@@ -75,6 +75,7 @@ def _read(reader, video: Path, streams, analysis) -> dict:
 
 
 def run_single_clip(cfg, registry, dataset: str, video: str, subtitle: str, au_json, no_reasoning: bool) -> int:
+    from my_affectgpt.common.devices import autocast
     from my_affectgpt.datasets.collate import collate
     from my_affectgpt.evaluation.label_extraction import extract_labels
     from my_affectgpt.inference.engine import device_of
@@ -92,8 +93,9 @@ def run_single_clip(cfg, registry, dataset: str, video: str, subtitle: str, au_j
     _, ckpt_path = resolve_checkpoints(cfg)[0]
     load_trained_weights(model, ckpt_path)
     inf = cfg.inference
-    answer = model.generate(collate([sample]), max_new_tokens=inf.max_new_tokens, do_sample=inf.do_sample,
-                            temperature=inf.temperature, top_p=inf.top_p)[0]
+    with autocast(cfg.run.device, cfg.run):
+        answer = model.generate(collate([sample]), max_new_tokens=inf.max_new_tokens, do_sample=inf.do_sample,
+                                temperature=inf.temperature, top_p=inf.top_p)[0]
     fallbacks = reader.fallback_reports()
     lines = [au_line, *fallbacks, f"checkpoint: {ckpt_path}", f"answer: {answer}",
              f"labels: {', '.join(extract_labels(answer)) or '(none)'}"]

@@ -14,6 +14,13 @@ gradient (DDP needs no ``find_unused_parameters``):
   reads raw media.
 - The AU CLIP text tower (shared per process, outside the state dict) when AU texts are
   encoded in real time.
+
+Where each part runs is decided in one place (:class:`Placement`, from the LLM's device and
+dtype) and applied in one place (``_place_parts``), when the model is built and whenever it
+is moved or cast (``to``, ``cuda``, ...): the fusion branches beside the LLM in float32, the
+encoders and the AU CLIP text tower beside it in its dtype, the AU Agent on
+``model.au_agent_device`` (or beside it). Features enter a fusion branch in float32 and its
+output enters the LLM in the LLM's embedding dtype, under autocast or not.
 """
 from __future__ import annotations
 
@@ -66,6 +73,9 @@ STREAM_KIND = {"frame": "visual", "face": "visual", "audio": "acoustic", "au": "
 DIM_KEY = {"visual": "preextracted_visual_dim", "acoustic": "preextracted_acoustic_dim", "au": "preextracted_au_dim"}
 RAW_KEY = {"frame": "frame_pixels", "face": "face_pixels", "audio": "audio_wave"}
 
+# The fusion branches train in float32 whatever the LLM's dtype.
+FUSION_DTYPE = torch.float32
+
 EXPORT_FUSION = "fusion.safetensors"
 EXPORT_ADAPTER = "adapter"
 EXPORT_CONFIG = "config.yaml"
@@ -114,6 +124,21 @@ class PromptNeeds:
         return cls(frozenset(contents), raw_visual, raw_acoustic, au_realtime)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the model's parts run, and in which dtype.
+
+    ``device``/``dtype``: the LLM's (its input embeddings'); the frozen encoders and the AU CLIP
+    text tower run there in that dtype, the fusion branches there in ``fusion_dtype``. The AU
+    Agent runs on ``au_agent_device`` in the dtype it was loaded in.
+    """
+
+    device: torch.device
+    dtype: torch.dtype
+    au_agent_device: torch.device
+    fusion_dtype: torch.dtype = FUSION_DTYPE
+
+
 def _describe_width(kind: str, width: int) -> str:
     return KNOWN_WIDTHS[kind].get(width, "no encoder this project knows")
 
@@ -154,10 +179,12 @@ class AffectGPT(nn.Module):
         self._load_llm(llm)
         self.branches = self._build_branches(self.llama_model.get_input_embeddings().embedding_dim)
         self._load_encoders()
-        self._au_text_encoder = None
-        self._au_agent = None  # not a submodule: frozen, on its own device, never saved
+        # Neither is a submodule: both are frozen, never saved, and placed by _place_parts.
+        self._au_text_encoder = None  # shared per process (au_clip)
+        self._au_agent = None  # may run on its own device
         if needs.au_realtime:
             self._au_encoder()
+        self._place_parts()
 
     @classmethod
     def from_config(cls, cfg, llm=None) -> "AffectGPT":
@@ -257,7 +284,6 @@ class AffectGPT(nn.Module):
             return
         from my_affectgpt.models.encoders import build_encoder
 
-        dtype = self.llama_model.get_input_embeddings().weight.dtype
         for kind, needed, name, path_key in (
             ("visual", self.needs.raw_visual, cfg.visual_encoder, "visual_encoder_path"),
             ("acoustic", self.needs.raw_acoustic, cfg.acoustic_encoder, "acoustic_encoder_path"),
@@ -270,7 +296,7 @@ class AffectGPT(nn.Module):
                     f"model.skip_encoders is False and a dataset reads raw {kind} media, but "
                     f"model.{path_key} is empty; set it to the {name} checkpoint"
                 )
-            encoder = build_encoder(name, path, device="cpu", dtype=dtype)
+            encoder = build_encoder(name, path)  # placed beside the LLM by _place_parts
             expected = getattr(cfg, DIM_KEY[kind])
             if encoder.out_dim != expected:
                 raise UserError(
@@ -281,14 +307,24 @@ class AffectGPT(nn.Module):
             setattr(self, f"{kind}_encoder", encoder)
 
     def _au_encoder(self):
-        """The shared AU CLIP text encoder, pointed at this model's device and dtype."""
+        """The shared AU CLIP text encoder, loaded on first use where :attr:`placement` says."""
         from my_affectgpt.models.au_clip import AUClipTextEncoder
 
         if self._au_text_encoder is None:
-            self._au_text_encoder = AUClipTextEncoder(self.cfg.au_clip_model, self.cfg.au_clip_pretrained)
-        return self._au_text_encoder.to(self.device, self.dtype)
+            where = self.placement
+            self._au_text_encoder = AUClipTextEncoder(
+                self.cfg.au_clip_model, self.cfg.au_clip_pretrained, device=where.device, dtype=where.dtype)
+        return self._au_text_encoder
 
-    # ------------------------------------------------------------------ properties
+    def _au_agent_model(self):
+        """The AU Agent, loaded on first use where :attr:`placement` says."""
+        from my_affectgpt.models.au_agent import AUAgent
+
+        if self._au_agent is None:
+            self._au_agent = AUAgent.from_model_config(self.cfg, default_device=str(self.placement.au_agent_device))
+        return self._au_agent
+
+    # ------------------------------------------------------------------ placement
     @property
     def device(self) -> torch.device:
         return self.llama_model.get_input_embeddings().weight.device
@@ -296,6 +332,34 @@ class AffectGPT(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.llama_model.get_input_embeddings().weight.dtype
+
+    @property
+    def placement(self) -> Placement:
+        """Where each part belongs, following the LLM."""
+        from my_affectgpt.models.au_agent import au_agent_device
+
+        return Placement(self.device, self.dtype, au_agent_device(self.cfg, self.device))
+
+    def _place_parts(self) -> None:
+        """Put every part where :attr:`placement` says: the one place that moves them."""
+        where = self.placement
+        self.branches.to(device=where.device, dtype=where.fusion_dtype)
+        for encoder in (self.visual_encoder, self.acoustic_encoder):
+            if encoder is not None:
+                encoder.to(device=where.device, dtype=where.dtype)
+        if self._au_text_encoder is not None:
+            self._au_text_encoder.to(where.device, where.dtype)
+        if self._au_agent is not None:
+            self._au_agent.to(where.au_agent_device)
+
+    def _apply(self, fn, recurse=True):
+        """Every move or cast of the model (``to``, ``cuda``, ``cpu``, ``half``, ...) goes
+        through here: after the submodules, the parts are placed again after the LLM, so the
+        AU CLIP text tower and the AU Agent (not submodules) follow it and the fusion branches
+        stay in float32."""
+        super()._apply(fn, recurse)
+        self._place_parts()
+        return self
 
     # ------------------------------------------------------------------ tokenisation
     def _num_tokens(self, modality: str) -> int:
@@ -328,11 +392,7 @@ class AffectGPT(nn.Module):
             return batch.get("au_agent_texts")
         if not self.cfg.use_au_agent:
             raise ModelInputError("the batch has au_agent_frames but model.use_au_agent is False")
-        if self._au_agent is None:
-            from my_affectgpt.models.au_agent import AUAgent
-
-            self._au_agent = AUAgent.from_model_config(self.cfg, default_device=str(self.device))
-        return self._au_agent.describe_batch(names, batch["au_agent_frames"])
+        return self._au_agent_model().describe_batch(names, batch["au_agent_frames"])
 
     def _tokenize(self, batch: Mapping, with_answers: bool) -> Tuple[List[List[int]], List[List[int]]]:
         """Per-sample token ids and labels, laid out as the original lays them out.

@@ -35,6 +35,7 @@ from my_affectgpt.conversation.au_agent_prompts import (
     clean_reply,
     encode_prompt,
 )
+from my_affectgpt.common.devices import precision_as_placed
 from my_affectgpt.common.errors import UserError, UserFileNotFoundError
 from my_affectgpt.models.llm_utils import add_lora, load_pretrained, resolve_dtype
 
@@ -157,6 +158,11 @@ def generate_replies(
     return replies
 
 
+def au_agent_device(model_cfg, model_device) -> torch.device:
+    """Where the AU Agent runs: ``model.au_agent_device``, or the main model's device when empty."""
+    return torch.device(model_cfg.au_agent_device or model_device)
+
+
 class AUAgent:
     """A frozen causal LM (+ optional LoRA) that describes frames' facial muscle movement.
 
@@ -205,14 +211,23 @@ class AUAgent:
         return cls(
             base_model=model_cfg.au_agent_base_model,
             lora_weights=model_cfg.au_agent_lora_weights,
-            device=model_cfg.au_agent_device or default_device,
+            device=au_agent_device(model_cfg, default_device),
             max_new_tokens=model_cfg.au_agent_max_new_tokens,
             batch_size=model_cfg.au_agent_batch_size,
         )
 
+    def to(self, device) -> "AUAgent":
+        """Move the agent's LLM to ``device``, in the dtype it has; the description cache is kept."""
+        self.device = torch.device(device)
+        self.llm.to(self.device)
+        return self
+
     def generate(self, user_messages: Sequence[str]) -> List[str]:
-        """Replies to ready-made user messages (no cache)."""
-        return generate_replies(self.llm, self.tokenizer, user_messages, self.max_new_tokens, self.batch_size)
+        """Replies to ready-made user messages (no cache), in the LLM's own dtype whatever
+        autocast the caller runs under, so a description does not depend on where it was first
+        asked for (training or inference, AMP or not)."""
+        with precision_as_placed(self.device):
+            return generate_replies(self.llm, self.tokenizer, user_messages, self.max_new_tokens, self.batch_size)
 
     def describe(self, items: Sequence[Tuple[Hashable, Mapping]]) -> List[str]:
         """One description per ``(key, frame_dict)``, in order; each key is generated once.

@@ -1,15 +1,22 @@
 """The realtime AU text encoder: the text tower of an open_clip model (CLIP ViT-B/32 in production).
 
 AU ``summary_description`` texts become L2-normalised text features (512 wide for ViT-B/32),
-the same vectors the AU feature pre-extraction writes to ``au_CLIP_VITB32_8frms/*.npy``,
-so a model trained on pre-extracted AU features reads realtime ones unchanged.
+the same vectors the AU feature pre-extraction writes to ``au_CLIP_VITB32_8frms/*.npy``
+(which runs the tower in float32), so a model trained on pre-extracted AU features reads
+realtime ones unchanged; a half-precision model runs the tower in its own dtype, and reads
+the same vectors to that precision.
 
 The open_clip model is loaded once per process for each ``(au_clip_model, au_clip_pretrained)``
-pair; only its text tower is kept. It is frozen, in eval mode, and runs on the device the
-caller asks for. Features of texts already seen are served from a CPU cache.
+pair, in float32 on the CPU; only its text tower is kept. It is frozen and in eval mode. Each
+(device, dtype) it is asked to run in gets its own copy, made once from the loaded float32
+weights (so a bf16 user never degrades the weights a float32 user reads), and its own CPU
+cache of the features of texts already seen. The tower computes in exactly that dtype, with
+autocast off, so its features (always returned in float32) do not depend on the caller's AMP
+setting.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import OrderedDict
@@ -18,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from my_affectgpt.common.devices import precision_as_placed
 from my_affectgpt.common.errors import UserError
 
 logger = logging.getLogger("my_affectgpt")
@@ -30,23 +38,41 @@ class AUClipLoadError(UserError, ValueError):
     """``au_clip_model`` / ``au_clip_pretrained`` cannot be loaded."""
 
 
+class _PlacedTower:
+    """The text tower on one device in one dtype, with the features it made (CPU, float32)."""
+
+    def __init__(self, model, tokenizer, device: torch.device):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.features: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+
+    def encode_new(self, texts: List[str]) -> torch.Tensor:
+        """Encode ``texts``; L2-normalised float32 features on the CPU."""
+        with torch.no_grad(), precision_as_placed(self.device):
+            tokens = self.tokenizer(texts).to(self.device)
+            feats = self.model.encode_text(tokens).float()
+            feats = feats / feats.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return feats.cpu()
+
+
 class _TextTower:
-    """An open_clip model reduced to its text tower, with its tokenizer and a feature cache."""
+    """An open_clip model reduced to its text tower (float32, CPU), its tokenizer, and its
+    copies placed on the (device, dtype) pairs asked for."""
 
     def __init__(self, model, tokenizer, embed_dim: int):
         self.model = model
         self.tokenizer = tokenizer
         self.embed_dim = embed_dim
-        self.features: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        self._placed: Dict[Tuple[torch.device, torch.dtype], _PlacedTower] = {}
 
-    def encode_new(self, texts: List[str], device: torch.device) -> torch.Tensor:
-        """Encode ``texts`` on ``device``; float32 features on the CPU."""
-        self.model.to(device)
-        with torch.no_grad():
-            tokens = self.tokenizer(texts).to(device)
-            feats = self.model.encode_text(tokens).float()
-            feats = feats / feats.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        return feats.cpu()
+    def placed(self, device: torch.device, dtype: torch.dtype) -> _PlacedTower:
+        key = (device, dtype)
+        if key not in self._placed:
+            as_loaded = device == torch.device("cpu") and dtype == torch.float32
+            model = self.model if as_loaded else copy.deepcopy(self.model).to(device=device, dtype=dtype)
+            self._placed[key] = _PlacedTower(model, self.tokenizer, device)
+        return self._placed[key]
 
 
 _TOWERS: Dict[Tuple[str, str], _TextTower] = {}
@@ -121,11 +147,13 @@ def _tower(au_clip_model: str, au_clip_pretrained: str) -> _TextTower:
 
 
 class AUClipTextEncoder:
-    """Encodes AU description texts on ``device`` and returns them in ``dtype``.
+    """Encodes AU description texts with the text tower placed on ``device`` in ``dtype``;
+    returns float32 features on ``device``.
 
     Not an ``nn.Module`` on purpose: the text tower is shared by every user in the process
-    and never belongs to a model's state dict or optimiser. Call :meth:`to` to follow the
-    model when it moves.
+    and never belongs to a model's state dict or optimiser. :meth:`to` says where it runs
+    (AffectGPT calls it whenever the model moves); the tower is placed there at the next
+    :meth:`encode`.
     """
 
     def __init__(self, au_clip_model: str, au_clip_pretrained: str,
@@ -142,11 +170,12 @@ class AUClipTextEncoder:
         return self
 
     def encode(self, texts: List[str]) -> torch.Tensor:
-        """``[len(texts), embed_dim]`` features; each distinct text is encoded once."""
-        cache = self._tower.features
+        """``[len(texts), embed_dim]`` float32 features; each distinct text is encoded once."""
+        placed = self._tower.placed(self.device, self.dtype)
+        cache = placed.features
         new = list(dict.fromkeys(t for t in texts if t not in cache))
         if new:
-            for text, feat in zip(new, self._tower.encode_new(new, self.device)):
+            for text, feat in zip(new, placed.encode_new(new)):
                 cache[text] = feat
         for text in texts:
             cache.move_to_end(text)
@@ -156,7 +185,7 @@ class AUClipTextEncoder:
             feats = torch.zeros(0, self.embed_dim)
         while len(cache) > MAX_CACHED_TEXTS:
             cache.popitem(last=False)
-        return feats.to(device=self.device, dtype=self.dtype)
+        return feats.to(self.device)
 
     @property
     def embed_dim(self) -> int:

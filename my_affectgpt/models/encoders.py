@@ -4,7 +4,10 @@ They are registered in the ``encoder`` bucket under the names configs use
 (``visual_encoder: CLIP_VIT_LARGE``, ``acoustic_encoder: HUBERT_LARGE``) and load any local
 Hugging Face directory (or hub id) with ``from_pretrained``. Both stay frozen and in eval
 mode whatever the parent module does, run without autograd in chunks of ``batch_size``, and
-return float32 features on the device they were moved to, whatever their own dtype.
+return float32 features on the device they were moved to, whatever their own dtype. They
+compute in that dtype with autocast off, as the extraction does: their features do not
+depend on ``run.amp``, and half-precision weights never meet another autocast dtype (an fp16
+encoder under bf16 autocast fails in ``torch.cat``).
 transformers is imported when an encoder is built, not when this module is imported.
 """
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from my_affectgpt.common.devices import precision_as_placed
 from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.registry import registry
 from my_affectgpt.models.llm_utils import resolve_dtype
@@ -72,7 +76,7 @@ class FrozenEncoder(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         param = self._param
-        with torch.no_grad():
+        with torch.no_grad(), precision_as_placed(param.device):
             outputs = [
                 self._encode_chunk(chunk.to(device=param.device)).float()
                 for chunk in inputs.split(self.batch_size)

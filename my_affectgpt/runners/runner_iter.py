@@ -31,6 +31,7 @@ import torch
 
 from my_affectgpt.common import checkpoint as ckpt
 from my_affectgpt.common.atomic import DiskFullError, remove_stale_temps
+from my_affectgpt.common.devices import autocast, grad_scaler
 from my_affectgpt.common.dist_utils import barrier, get_rank, get_world_size, is_main_process, main_process_only
 from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.logger import MetricLogger, SmoothedValue
@@ -126,9 +127,7 @@ class RunnerIter:
         self.lr_schedule = registry.get_lr_scheduler_class(run.lr_sched)
         self.schedule_params = ScheduleParams.from_run(run)
         # The same autocast path on CPU as on GPU: bf16, or fp16 with a gradient scaler.
-        self.use_amp = bool(run.amp)
-        self.amp_dtype = torch.bfloat16 if run.amp_dtype == "bf16" else torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp and run.amp_dtype == "fp16")
+        self.scaler = grad_scaler(self.device, run)
 
         self.data = self._build_data_stream(datasets)
         self.visualizer = TrainingVisualizer(self.output_dir, enabled=run.visualize_training and self.is_main,
@@ -208,7 +207,7 @@ class RunnerIter:
             f"Start training: epochs {self.start_epoch}..{run.max_epoch} x {run.iters_per_epoch} iterations, "
             f"{self.world_size} process(es), batch {run.batch_size_train} per process, "
             f"accum_grad_iters {run.accum_grad_iters}, device {self.device}"
-            + (f", AMP {run.amp_dtype}" if self.use_amp else "")
+            + (f", AMP {run.amp_dtype}" if run.amp else "")
         )
         try:
             with self.stop_request:
@@ -268,7 +267,7 @@ class RunnerIter:
         last_of_group = (i + 1) % run.accum_grad_iters == 0 or i == run.iters_per_epoch - 1
         no_sync = self.world_size > 1 and not last_of_group
         with self.train_model.no_sync() if no_sync else contextlib.nullcontext():
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            with autocast(self.device, run):
                 loss, trained = self.train_model(batch)
             # Backward runs even for a non-finite loss (its gradients are then discarded), so
             # every DDP rank takes part in every gradient reduction.
