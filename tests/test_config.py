@@ -28,6 +28,7 @@ def write(tmp_path: Path, text: str, name: str = "cfg.yaml") -> Path:
 def test_minimal_config_fills_every_default(tmp_path):
     cfg = load_config(write(tmp_path, MINIMAL))
     assert cfg.run.lr_sched == "warmup_cosine_lr"
+    assert cfg.run.amp is False  # the original runner's default
     assert cfg.run.accum_grad_iters == 1
     assert cfg.run.resume_ckpt_path is None
     assert cfg.datasets["demo"].sample_ratio == 1.0

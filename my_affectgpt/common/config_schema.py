@@ -206,7 +206,7 @@ class RunConfig:
     max_grad_norm: Optional[float] = _f(None, "clip gradients to this norm (null: no clipping)", min=0)
     seed: int = _f(42, "base seed (each rank adds its rank)")
     num_workers: int = _f(2, "DataLoader workers", min=0)
-    amp: bool = _f(True, "mixed precision (autocast in amp_dtype) on GPU and CPU")
+    amp: bool = _f(False, "mixed precision: autocast in amp_dtype (training and inference, GPU and CPU)")
     amp_dtype: Literal["bf16", "fp16"] = _f("bf16", "AMP dtype; fp16 uses a GradScaler")
     device: Literal["cuda", "cpu"] = _f("cuda", "device")
     output_dir: str = _f("", "run folder (default output/<config file stem>)", path=True)
