@@ -115,6 +115,17 @@ def test_warmup_longer_than_the_run_is_reported(tmp_path, caplog):
     assert "run.warmup_steps (50) is longer than the whole run (2 x 10 = 20 steps)" in caplog.text
 
 
+def test_original_schedule_with_warmup_within_one_epoch_says_the_warmup_has_no_effect(tmp_path, caplog):
+    run = "  max_epoch: 3\n  iters_per_epoch: 10\n  warmup_steps: 10\n"
+    with caplog.at_level(logging.WARNING, logger="my_affectgpt"):
+        load_config(write(tmp_path, MINIMAL + run + "  lr_sched: linear_warmup_cosine_lr\n"))
+    assert "run.warmup_steps (10, at most one epoch) has no effect; warmup_cosine_lr warms up" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="my_affectgpt"):
+        load_config(write(tmp_path, MINIMAL + run + "  lr_sched: warmup_cosine_lr\n"))
+    assert "has no effect" not in caplog.text
+
+
 def test_original_xxx_markers_mean_unset(tmp_path):
     text = MINIMAL + "inference:\n  ckpt_root: xxx\n  ckpt_name: xxx\n  test_epoch: xxx\n  test_epochs: xxx-xxx\n"
     inf = load_config(write(tmp_path, text)).inference

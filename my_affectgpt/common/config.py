@@ -294,12 +294,22 @@ def _position_problems(label: str, ds: schema.DatasetConfig, model: schema.Model
                f"position rows; sample fewer frames or clips")
 
 
+# The original's schedule names (its one-epoch-shifted arithmetic) -> the corrected schedule.
+ORIGINAL_SCHEDULES = {"linear_warmup_cosine_lr": "warmup_cosine_lr", "linear_warmup_step_lr": "warmup_step_lr"}
+
+
 def _check_run(run: schema.RunConfig, found: _Collector) -> None:
     total = run.max_epoch * run.iters_per_epoch
     if run.warmup_steps > total:
         found.notes.append(
             f"run.warmup_steps ({run.warmup_steps}) is longer than the whole run ({run.max_epoch} x "
             f"{run.iters_per_epoch} = {total} steps): the learning rate never reaches run.init_lr"
+        )
+    elif 0 < run.warmup_steps <= run.iters_per_epoch and run.lr_sched in ORIGINAL_SCHEDULES:
+        found.notes.append(
+            f"run.lr_sched {run.lr_sched} computes the original AffectGPT's curve, which starts one epoch in: "
+            f"run.warmup_steps ({run.warmup_steps}, at most one epoch) has no effect; "
+            f"{ORIGINAL_SCHEDULES[run.lr_sched]} warms up from step 0"
         )
     if run.save_every_iters % run.accum_grad_iters:
         found.problem(
