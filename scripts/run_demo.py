@@ -48,8 +48,9 @@ def main(argv=None) -> int:
     metrics = scores["datasets"]["demo"]["checkpoints"]
     (ckpt, values), = metrics.items()
     wall = time.perf_counter() - start
-    print(f"[demo] test accuracy: {values['accuracy']:.4f}  weighted F1: {values['weighted_f1']:.4f}  "
-          f"({ckpt}, {values.get('n_samples', '?')} clips)")
+    wheel = f"  ew_hit_rate: {values['ew_hit_rate']:.4f}" if "ew_hit_rate" in values else ""
+    print(f"[demo] test accuracy: {values['accuracy']:.4f}  weighted F1: {values['weighted_f1']:.4f}{wheel}  "
+          f"({ckpt}, {int(values['n_samples'])} clips)")
     print(f"[demo] wall time: {wall:.1f} s (assets {built - start:.1f} s, train {trained - built:.1f} s, "
           f"inference + scoring {wall - (trained - start):.1f} s)")
     return 0

@@ -69,6 +69,9 @@ def setup_logging() -> logging.Logger:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     if not sys.stderr.isatty():  # transformers' weight-loading bars only clutter logs and CI output
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        hf_logging = sys.modules.get("transformers.utils.logging")
+        if hf_logging is not None:  # imported already: it read the variable at import time
+            hf_logging.disable_progress_bar()
     return logger
 
 
