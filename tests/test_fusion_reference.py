@@ -2,14 +2,11 @@
 
 The reference (``affectgpt_reference/``: two checkpoints written by the original runner, the
 original collater's batch and the original model's eval-mode outputs on it) is large and
-comes with the project's shared fixtures; it is found through ``AFFECTGPT_REFERENCE`` or at
-``../shared/fixtures/affectgpt_reference`` beside the repository.
+comes with the project's shared fixtures; the ``affectgpt_reference`` fixture finds it.
 """
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,26 +17,14 @@ from my_affectgpt.models.fusion import build_branch, build_multi_branch
 from my_affectgpt.models.original_names import OriginalNames
 from my_affectgpt.models.qformer import load_qformer_bert_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # What the original saves but this config (face + audio + Multi prompts, no AU, no image) does not build.
 NOT_USED = {"image_llama_proj.weight", "image_llama_proj.bias", "au_attention_mlp.weight",
             "au_attention_mlp.bias", "au_llama_proj.weight", "au_llama_proj.bias"}
 
 
-def reference_root() -> Path:
-    given = os.environ.get("AFFECTGPT_REFERENCE")
-    root = Path(given) if given else REPO_ROOT.parent / "shared" / "fixtures" / "affectgpt_reference"
-    if not (root / "attention" / "outputs.pt").is_file():
-        pytest.skip(
-            f"the original AffectGPT reference is not at {root}: it comes with the project's shared "
-            "fixtures (affectgpt_reference/); set AFFECTGPT_REFERENCE to that folder"
-        )
-    return root
-
-
 @pytest.fixture(scope="module", params=["attention", "qformer"])
-def case(request):
-    folder = reference_root() / request.param
+def case(request, affectgpt_reference):
+    folder = affectgpt_reference / request.param
     (checkpoint,) = folder.glob("checkpoint_*.pth")
     return {
         "folder": folder,
