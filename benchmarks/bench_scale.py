@@ -295,7 +295,7 @@ def write_encoders(root: Path, scale: Scale, device) -> Tuple[Path, Path]:
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, HubertConfig, HubertModel
 
-    from my_affectgpt.models.llm_utils import resolve_dtype
+    from my_affectgpt.common.devices import resolve_dtype
 
     dtype = resolve_dtype(scale.dtype)
     paths = root / "clip_vision", root / "hubert"
@@ -571,7 +571,7 @@ def mode_rows(ctx: Context, mode: int, sections: Sequence[str]) -> List[Row]:
     import torch
 
     from my_affectgpt.models.affectgpt import AffectGPT
-    from my_affectgpt.models.llm_utils import resolve_dtype
+    from my_affectgpt.common.devices import resolve_dtype
 
     rows = []
     for grad_ckpt in (False, True):

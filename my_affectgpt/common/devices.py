@@ -1,4 +1,4 @@
-"""Mixed precision as training and inference both run it.
+"""Dtypes by their config names, and mixed precision as training and inference both run it.
 
 ``run.amp`` means the same on a GPU and on the CPU: the model's forward (training step or
 generation) runs under ``torch.autocast`` in ``run.amp_dtype``; fp16 training also scales
@@ -7,14 +7,38 @@ AU CLIP text tower, the AU Agent) run under :func:`precision_as_placed`.
 """
 from __future__ import annotations
 
+from typing import Optional, Union
+
 import torch
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype, None], device: Optional[torch.device] = None) -> torch.dtype:
+    """A torch dtype from a dtype, a config spelling (fp32/fp16/bf16, long names) or "auto".
+
+    ``None``/"auto": bf16 on a GPU (fp16 where bf16 is unsupported), fp32 on the CPU; the GPU
+    question is asked of ``device`` when given, else of the machine.
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "", "auto"):
+        on_gpu = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        if not on_gpu:
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype '{dtype}'; use auto or one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
 
 
 def amp_dtype(run) -> torch.dtype:
     """The autocast dtype ``run.amp_dtype`` names."""
-    return AMP_DTYPES[run.amp_dtype]
+    return DTYPES[run.amp_dtype]
 
 
 def autocast(device, run) -> torch.autocast:

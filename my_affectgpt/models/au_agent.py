@@ -35,9 +35,9 @@ from my_affectgpt.conversation.au_agent_prompts import (
     clean_reply,
     encode_prompt,
 )
-from my_affectgpt.common.devices import precision_as_placed
+from my_affectgpt.common.devices import precision_as_placed, resolve_dtype
 from my_affectgpt.common.errors import UserError, UserFileNotFoundError
-from my_affectgpt.models.llm_utils import add_lora, load_pretrained, resolve_dtype
+from my_affectgpt.models.llm_utils import add_lora, load_pretrained
 
 logger = logging.getLogger("my_affectgpt")
 

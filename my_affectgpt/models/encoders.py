@@ -19,7 +19,7 @@ from torch import nn
 from my_affectgpt.common.devices import precision_as_placed
 from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.registry import registry
-from my_affectgpt.models.llm_utils import resolve_dtype
+from my_affectgpt.common.devices import resolve_dtype
 
 # Checkpoint keys that may be absent without harm: HuBERT's mask embedding is used only
 # when masking inputs during pre-training.

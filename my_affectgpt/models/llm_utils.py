@@ -1,42 +1,16 @@
-"""Helpers every model that wraps a causal LM shares: dtype names, 4/8-bit loading, freezing
-for adapter training and the LoRA adapter."""
+"""Helpers every model that wraps a causal LM shares: 4/8-bit loading, freezing for adapter
+training and the LoRA adapter."""
 from __future__ import annotations
 
 import importlib.util
 import logging
 import os
-from typing import Optional, Union
+from typing import Optional
 
-import torch
-
+from my_affectgpt.common.devices import resolve_dtype
 from my_affectgpt.common.errors import UserError
 
 logger = logging.getLogger("my_affectgpt")
-
-DTYPES = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "fp16": torch.float16, "float16": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-}
-
-
-def resolve_dtype(dtype: Union[str, torch.dtype, None], device: Optional[torch.device] = None) -> torch.dtype:
-    """A torch dtype from a dtype, a config spelling (fp32/fp16/bf16, long names) or "auto".
-
-    ``None``/"auto": bf16 on a GPU (fp16 where bf16 is unsupported), fp32 on the CPU; the GPU
-    question is asked of ``device`` when given, else of the machine.
-    """
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "", "auto"):
-        on_gpu = device.type == "cuda" if device is not None else torch.cuda.is_available()
-        if not on_gpu:
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype '{dtype}'; use auto or one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
-
 
 def load_pretrained(loader, name_or_path: str, key: str, **kwargs):
     """``loader.from_pretrained(name_or_path)`` with one clear error naming the config ``key``.
