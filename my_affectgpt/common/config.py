@@ -31,6 +31,7 @@ from my_affectgpt.common import config_schema as schema
 from my_affectgpt.common.atomic import write_text_atomic
 from my_affectgpt.common.errors import UserError
 from my_affectgpt.common.face_or_frame import FaceOrFrameError, PromptLayout, parse_face_or_frame
+from my_affectgpt.common.optims import ORIGINAL_SCHEDULES
 
 logger = logging.getLogger("my_affectgpt")
 
@@ -292,10 +293,6 @@ def _position_problems(label: str, ds: schema.DatasetConfig, model: schema.Model
     if model.multi_fusion_type == "qformer" and "multi" in layout.contents and steps > schema.QFORMER_POSITIONS["multi"]:
         yield (f"{label}: the Multi Q-Former reads {steps} steps, more than its {schema.QFORMER_POSITIONS['multi']} "
                f"position rows; sample fewer frames or clips")
-
-
-# The original's schedule names (its one-epoch-shifted arithmetic) -> the corrected schedule.
-ORIGINAL_SCHEDULES = {"linear_warmup_cosine_lr": "warmup_cosine_lr", "linear_warmup_step_lr": "warmup_step_lr"}
 
 
 def _check_run(run: schema.RunConfig, found: _Collector) -> None:

@@ -52,6 +52,11 @@ class ScheduleParams:
         )
 
 
+# The original AffectGPT's schedule names (its one-epoch-shifted arithmetic) -> the schedule
+# that does what the name says.
+ORIGINAL_SCHEDULES = {"linear_warmup_cosine_lr": "warmup_cosine_lr", "linear_warmup_step_lr": "warmup_step_lr"}
+
+
 def _warmup_lr(step: int, p: ScheduleParams) -> float:
     return p.warmup_lr + (p.init_lr - p.warmup_lr) * step / p.warmup_steps
 
@@ -67,8 +72,7 @@ def linear_warmup_cosine_lr(step: int, p: ScheduleParams) -> float:
     in-epoch index, above it took the cosine of that step over ``total_steps``."""
     original_step = step + p.iters_per_epoch
     if original_step < p.warmup_steps:
-        in_epoch = step % p.iters_per_epoch
-        return min(p.init_lr, p.warmup_lr + (p.init_lr - p.warmup_lr) * in_epoch / max(p.warmup_steps, 1))
+        return min(p.init_lr, _warmup_lr(step % p.iters_per_epoch, p))
     return _cosine(original_step / p.total_steps, p)
 
 
