@@ -51,6 +51,8 @@ def checkpoint_identity(path: Path) -> dict:
 
 
 def generation_settings(inf) -> dict:
+    """``model.generate``'s keyword arguments from the ``inference`` section (the sampling ones
+    only when sampling), also recorded in a results file's identity."""
     settings = {"max_new_tokens": inf.max_new_tokens, "do_sample": inf.do_sample}
     if inf.do_sample:
         settings.update(temperature=inf.temperature, top_p=inf.top_p)
@@ -104,8 +106,7 @@ def generate_dataset(model, dataset, indices: List[int], writer, cfg, extract_la
     inf = cfg.inference
     loader = DataLoader(Subset(dataset, indices), batch_size=inf.batch_size, shuffle=False,
                         num_workers=cfg.run.num_workers, collate_fn=dataset.collater)
-    gen_kwargs = dict(max_new_tokens=inf.max_new_tokens, do_sample=inf.do_sample,
-                      temperature=inf.temperature, top_p=inf.top_p)
+    gen_kwargs = generation_settings(inf)
     prompt_kind = dataset.question[0]
     written = skipped = 0
     show_progress = sys.stderr.isatty() and is_main_process()

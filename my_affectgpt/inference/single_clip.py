@@ -78,7 +78,7 @@ def run_single_clip(cfg, registry, dataset: str, video: str, subtitle: str, au_j
     from my_affectgpt.common.devices import autocast
     from my_affectgpt.datasets.collate import collate
     from my_affectgpt.evaluation.label_extraction import extract_labels
-    from my_affectgpt.inference.engine import device_of
+    from my_affectgpt.inference.engine import device_of, generation_settings
     from my_affectgpt.models.trained_weights import load_trained_weights, resolve_checkpoints
 
     if cfg.model.skip_encoders:
@@ -92,10 +92,8 @@ def run_single_clip(cfg, registry, dataset: str, video: str, subtitle: str, au_j
     model = registry.get_task_class(cfg.run.task)().build_model(cfg).to(device_of(cfg)).eval()
     _, ckpt_path = resolve_checkpoints(cfg)[0]
     load_trained_weights(model, ckpt_path)
-    inf = cfg.inference
     with autocast(cfg.run.device, cfg.run):
-        answer = model.generate(collate([sample]), max_new_tokens=inf.max_new_tokens, do_sample=inf.do_sample,
-                                temperature=inf.temperature, top_p=inf.top_p)[0]
+        answer = model.generate(collate([sample]), **generation_settings(cfg.inference))[0]
     fallbacks = reader.fallback_reports()
     lines = [au_line, *fallbacks, f"checkpoint: {ckpt_path}", f"answer: {answer}",
              f"labels: {', '.join(extract_labels(answer)) or '(none)'}"]
